@@ -1,0 +1,26 @@
+//! The harper runtime: storage over fjall, the query engine, and (later) the HTTP server.
+//! Users depend on the `harper` facade crate, which re-exports this one.
+
+pub mod error;
+pub mod query;
+pub mod record;
+pub mod schema;
+pub mod storage;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use query::{Query, QueryStats, attr};
+pub use record::Record;
+pub use schema::{Table, TableDef};
+pub use storage::key::Atom;
+pub use storage::tx::StoredRecord;
+pub use storage::{Change, ChangeKind, Commit, Database, DatabaseBuilder, Durability, ReadTx, Reader, WriteTx};
+pub use types::{Id, Link, Links};
+
+/// The names most table modules use.
+pub mod prelude {
+    pub use crate::query::{Filter, Query, attr};
+    pub use crate::schema::Table;
+    pub use crate::storage::{Database, Reader, WriteTx};
+    pub use crate::types::{Id, Link, Links};
+}

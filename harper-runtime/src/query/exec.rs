@@ -1,0 +1,905 @@
+//! Planning and running queries.
+//!
+//! 1. Compile: resolve attribute names against the table, coerce every value to its
+//!    attribute's type, and turn conditions through relationships into key sets (by running
+//!    the related table's part of the query first).
+//! 2. Plan: pick the access path. Conditions on indexed attributes (or the primary key) of the
+//!    top-level conjunction are candidates; each is costed by counting its index range up to
+//!    a cap, and the cheapest wins. A sort whose first key is indexed is served by scanning
+//!    that index in order, unless a candidate is small enough to sort in memory. A
+//!    disjunction whose branches all have candidates is a union of index scans.
+//! 3. Run: scan, fetch records, check the whole filter on each (index ranges only narrow the
+//!    search; the filter is the truth), stop as soon as `offset + limit` rows are known.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::ops::Bound;
+
+use fjall::Slice;
+use serde_json::{Map, Value};
+
+use super::model::{Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort};
+use crate::error::{Error, Result};
+use crate::record::{Record, value_atoms};
+use crate::schema::{FieldDef, RelationshipDef, RelationshipKind, Scalar, TableDef};
+use crate::storage::key::{self, Atom, AtomKind};
+use crate::storage::source::{KeyRange, Ks, Source};
+use crate::storage::{Reader, StoredRecord, TableStore};
+
+/// Below this many index entries a candidate counts as small: it is exact and cheap.
+const PROBE: usize = 256;
+/// A sorted query sorts in memory when its best candidate has fewer matches than this;
+/// otherwise it scans the sort index in order.
+const SORT_IN_MEMORY_BELOW: usize = 4096;
+
+/// What a query read, for tests, benches and `explain`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Index entries read (including those read to cost candidates).
+    pub index_entries_read: u64,
+    /// Records read.
+    pub records_read: u64,
+    /// The chosen access path, e.g. `index Product#categoryId` or `scan Product`.
+    pub plan: String,
+}
+
+/// A compiled filter: attributes resolved to field positions, values typed.
+#[derive(Debug, Clone)]
+enum CFilter {
+    True,
+    False,
+    Cond(CCond),
+    And(Vec<CFilter>),
+    Or(Vec<CFilter>),
+}
+
+#[derive(Debug, Clone)]
+struct CCond {
+    field: usize,
+    test: Test,
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    /// Eq/Ne/Lt/Le/Gt/Ge against a non-null atom.
+    Cmp(Op, Atom),
+    /// StartsWith/Contains/EndsWith on strings.
+    Text(Op, String),
+    /// Some value is in the (sorted, distinct) set.
+    In(Vec<Atom>),
+    /// Absent or null (`false`: present and not null).
+    Null(bool),
+}
+
+fn unknown(def: &TableDef, attribute: &str) -> Error {
+    Error::UnknownAttribute {
+        table: def.name.to_owned(),
+        attribute: attribute.to_owned(),
+    }
+}
+
+fn bad_value(def: &TableDef, cond: &Condition, message: String) -> Error {
+    Error::InvalidQuery {
+        table: def.name.to_owned(),
+        position: cond.position,
+        message,
+    }
+}
+
+fn kind_of(field: &FieldDef) -> Option<AtomKind> {
+    match field.ty.scalar {
+        Scalar::Id | Scalar::String => Some(AtomKind::Str),
+        Scalar::Bool => Some(AtomKind::Bool),
+        Scalar::Int { .. } => Some(AtomKind::Int),
+        Scalar::Float { .. } => Some(AtomKind::Float),
+        Scalar::Json => None,
+    }
+}
+
+/// The typed atom of a condition's value for `field`.
+fn coerce(def: &TableDef, field: &FieldDef, cond: &Condition) -> Result<Atom> {
+    let expecting = |shown: &str| {
+        bad_value(
+            def,
+            cond,
+            format!(
+                "Invalid value for attribute {}: {shown}, expecting {}",
+                field.name,
+                field.ty.scalar.type_name()
+            ),
+        )
+    };
+    match &cond.value {
+        Operand::Text(t) if t == "null" => Ok(Atom::Null),
+        Operand::Text(t) => match field.ty.scalar {
+            Scalar::Id | Scalar::String => Ok(Atom::Str(t.clone())),
+            Scalar::Bool => match t.as_str() {
+                "true" => Ok(Atom::Bool(true)),
+                "false" => Ok(Atom::Bool(false)),
+                _ => Err(expecting(&format!("{t:?}"))),
+            },
+            Scalar::Int { .. } => t
+                .parse::<i64>()
+                .map(Atom::Int)
+                .or_else(|_| t.parse::<u64>().map(Atom::from_u64))
+                .map_err(|_| expecting(&format!("{t:?}"))),
+            Scalar::Float { .. } => match t.parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(Atom::Float(x)),
+                _ => Err(expecting(&format!("{t:?}"))),
+            },
+            Scalar::Json => Err(not_queryable(def, field, cond)),
+        },
+        Operand::Json(v) => match (field.ty.scalar, v) {
+            (_, Value::Null) => Ok(Atom::Null),
+            (Scalar::Json, _) => Err(not_queryable(def, field, cond)),
+            (Scalar::Id | Scalar::String, Value::String(s)) => Ok(Atom::Str(s.clone())),
+            (Scalar::Bool, Value::Bool(b)) => Ok(Atom::Bool(*b)),
+            (Scalar::Int { .. }, Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => Ok(Atom::Int(i)),
+                (None, Some(u)) => Ok(Atom::from_u64(u)),
+                _ => Err(expecting(&n.to_string())),
+            },
+            (Scalar::Float { .. }, Value::Number(n)) => n.as_f64().map(Atom::Float).ok_or_else(|| expecting(&n.to_string())),
+            (_, other) => Err(expecting(&other.to_string())),
+        },
+    }
+}
+
+fn not_queryable(def: &TableDef, field: &FieldDef, cond: &Condition) -> Error {
+    bad_value(
+        def,
+        cond,
+        format!("{} holds free-form JSON and cannot be used in conditions", field.name),
+    )
+}
+
+/// Compiles a filter, running sub-queries for conditions through relationships.
+fn compile_filter<R: Reader>(r: &R, def: &'static TableDef, filter: &Filter, stats: &mut QueryStats) -> Result<CFilter> {
+    Ok(match filter {
+        Filter::And(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for f in items {
+                match compile_filter(r, def, f, stats)? {
+                    CFilter::True => {}
+                    CFilter::False => return Ok(CFilter::False),
+                    c => out.push(c),
+                }
+            }
+            match out.len() {
+                0 => CFilter::True,
+                1 => out.pop().unwrap_or(CFilter::True),
+                _ => CFilter::And(out),
+            }
+        }
+        Filter::Or(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for f in items {
+                match compile_filter(r, def, f, stats)? {
+                    CFilter::True => return Ok(CFilter::True),
+                    CFilter::False => {}
+                    c => out.push(c),
+                }
+            }
+            match out.len() {
+                0 => CFilter::False,
+                1 => out.pop().unwrap_or(CFilter::False),
+                _ => CFilter::Or(out),
+            }
+        }
+        Filter::Condition(cond) => compile_condition(r, def, cond, stats)?,
+    })
+}
+
+fn compile_condition<R: Reader>(r: &R, def: &'static TableDef, cond: &Condition, stats: &mut QueryStats) -> Result<CFilter> {
+    let Some(first) = cond.path.first() else {
+        return Err(bad_value(def, cond, "a condition needs an attribute".into()));
+    };
+    if cond.path.len() > 1 {
+        let rel = def.relationship(first).ok_or_else(|| {
+            if def.field(first).is_some() {
+                bad_value(def, cond, format!("{first} is not a relationship, so {first}.{} means nothing", cond.path[1]))
+            } else {
+                unknown(def, first)
+            }
+        })?;
+        return compile_related(r, def, rel, cond, stats);
+    }
+    let i = def.field_index(first).ok_or_else(|| {
+        if def.relationship(first).is_some() {
+            bad_value(def, cond, format!("{first} is a relationship: compare one of its attributes, e.g. {first}.id"))
+        } else {
+            unknown(def, first)
+        }
+    })?;
+    let field = &def.fields[i];
+    let test = match cond.op {
+        Op::StartsWith | Op::Contains | Op::EndsWith => {
+            if kind_of(field) != Some(AtomKind::Str) {
+                return Err(bad_value(
+                    def,
+                    cond,
+                    format!("{} applies to strings, and {} is {}", cond.op.name(), field.name, field.ty.scalar.type_name()),
+                ));
+            }
+            let text = match &cond.value {
+                Operand::Text(t) => t.clone(),
+                Operand::Json(Value::String(s)) => s.clone(),
+                Operand::Json(other) => {
+                    return Err(bad_value(def, cond, format!("{} needs a string, not {other}", cond.op.name())));
+                }
+            };
+            Test::Text(cond.op, text)
+        }
+        op => {
+            let atom = coerce(def, field, cond)?;
+            match (op, atom.is_null()) {
+                (Op::Eq, true) => Test::Null(true),
+                (Op::Ne, true) => Test::Null(false),
+                (_, true) => {
+                    return Err(bad_value(def, cond, format!("{} cannot compare {} with null", op.name(), field.name)));
+                }
+                (_, false) => Test::Cmp(op, atom),
+            }
+        }
+    };
+    Ok(CFilter::Cond(CCond { field: i, test }))
+}
+
+/// `rel.rest <op> value`: find the related records first, then keep this table's records
+/// linked to any of them.
+fn compile_related<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    rel: &'static RelationshipDef,
+    cond: &Condition,
+    stats: &mut QueryStats,
+) -> Result<CFilter> {
+    let target = (rel.target)();
+    let sub = Query {
+        filter: Some(Filter::Condition(Condition {
+            path: cond.path[1..].to_vec(),
+            ..cond.clone()
+        })),
+        ..Query::default()
+    };
+    let (rows, sub_stats) = run(r, target, &sub)?;
+    stats.index_entries_read += sub_stats.index_entries_read;
+    stats.records_read += sub_stats.records_read;
+    let mut atoms: Vec<Atom> = Vec::new();
+    let field = match rel.kind {
+        RelationshipKind::From { field } => {
+            for row in &rows {
+                atoms.push(row.key()?);
+            }
+            def.field_index(field).ok_or_else(|| unknown(def, field))?
+        }
+        RelationshipKind::To { rust_field } => {
+            let tf_index = target
+                .fields
+                .iter()
+                .position(|f| f.rust_name == rust_field)
+                .ok_or_else(|| unknown(target, rust_field))?;
+            for row in &rows {
+                let rec = row.record(target)?;
+                atoms.extend(rec.atoms(tf_index).into_iter().filter(|a| !a.is_null()));
+            }
+            def.primary_key
+        }
+    };
+    atoms.sort_by(|a, b| a.cmp_value(b));
+    atoms.dedup_by(|a, b| a.cmp_value(b).is_eq());
+    if atoms.is_empty() {
+        return Ok(CFilter::False);
+    }
+    Ok(CFilter::Cond(CCond {
+        field,
+        test: Test::In(atoms),
+    }))
+}
+
+fn eval(filter: &CFilter, rec: &Record) -> bool {
+    match filter {
+        CFilter::True => true,
+        CFilter::False => false,
+        CFilter::And(items) => items.iter().all(|f| eval(f, rec)),
+        CFilter::Or(items) => items.iter().any(|f| eval(f, rec)),
+        CFilter::Cond(c) => eval_cond(c, rec),
+    }
+}
+
+fn eval_cond(c: &CCond, rec: &Record) -> bool {
+    let field = &rec.def.fields[c.field];
+    let slot = rec.slots[c.field].as_ref();
+    let atoms = value_atoms(field, slot);
+    match &c.test {
+        Test::Null(want_null) => {
+            let is_null = slot.is_none_or(Value::is_null);
+            is_null == *want_null
+        }
+        Test::Cmp(Op::Ne, a) => !atoms.iter().any(|x| x.cmp_value(a).is_eq()),
+        Test::Cmp(op, a) => atoms.iter().any(|x| {
+            if x.is_null() {
+                return false;
+            }
+            let o = x.cmp_value(a);
+            match op {
+                Op::Eq => o.is_eq(),
+                Op::Lt => o.is_lt(),
+                Op::Le => o.is_le(),
+                Op::Gt => o.is_gt(),
+                Op::Ge => o.is_ge(),
+                _ => false,
+            }
+        }),
+        Test::Text(op, t) => atoms.iter().any(|x| match (x, op) {
+            (Atom::Str(s), Op::StartsWith) => s.starts_with(t.as_str()),
+            (Atom::Str(s), Op::Contains) => s.contains(t.as_str()),
+            (Atom::Str(s), Op::EndsWith) => s.ends_with(t.as_str()),
+            _ => false,
+        }),
+        Test::In(set) => atoms.iter().any(|x| set.binary_search_by(|s| s.cmp_value(x)).is_ok()),
+    }
+}
+
+/// An index-servable set of ranges on one field.
+#[derive(Debug, Clone)]
+struct Candidate {
+    field: usize,
+    ranges: Vec<KeyRange>,
+    /// Static preference when counts cannot tell (lower is better).
+    rank: u8,
+}
+
+fn value_range(atom: &Atom) -> KeyRange {
+    let enc = key::encode_one(atom);
+    let end = key::after_value(&enc);
+    KeyRange::half_open(enc, end)
+}
+
+fn intersect(a: &KeyRange, b: &KeyRange) -> KeyRange {
+    fn max_start(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+        match (a, b) {
+            (Bound::Unbounded, x) | (x, Bound::Unbounded) => x.clone(),
+            (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.max(y).clone()),
+            (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.max(y).clone()),
+            (Bound::Included(i), Bound::Excluded(e)) | (Bound::Excluded(e), Bound::Included(i)) => {
+                if i > e { Bound::Included(i.clone()) } else { Bound::Excluded(e.clone()) }
+            }
+        }
+    }
+    fn min_end(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+        match (a, b) {
+            (Bound::Unbounded, x) | (x, Bound::Unbounded) => x.clone(),
+            (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.min(y).clone()),
+            (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.min(y).clone()),
+            (Bound::Included(i), Bound::Excluded(e)) | (Bound::Excluded(e), Bound::Included(i)) => {
+                if i < e { Bound::Included(i.clone()) } else { Bound::Excluded(e.clone()) }
+            }
+        }
+    }
+    KeyRange {
+        start: max_start(&a.start, &b.start),
+        end: min_end(&a.end, &b.end),
+    }
+}
+
+/// The key ranges holding every record that can satisfy `test` (None: not index-servable).
+fn test_ranges(field: &FieldDef, test: &Test) -> Option<(Vec<KeyRange>, u8)> {
+    let kind = kind_of(field)?;
+    let (kind_lo, kind_hi) = key::kind_range(kind);
+    Some(match test {
+        Test::Cmp(Op::Eq, a) => (vec![value_range(a)], if kind == AtomKind::Bool { 4 } else { 0 }),
+        Test::Cmp(op @ (Op::Lt | Op::Le | Op::Gt | Op::Ge), a) => {
+            let enc = key::encode_one(a);
+            let r = match op {
+                Op::Lt => KeyRange::half_open(kind_lo, enc),
+                Op::Le => KeyRange::half_open(kind_lo, key::after_value(&enc)),
+                Op::Gt => KeyRange::half_open(key::after_value(&enc), kind_hi),
+                _ => KeyRange::half_open(enc, kind_hi),
+            };
+            (vec![r], 2)
+        }
+        Test::Text(Op::StartsWith, p) => {
+            let prefix = key::string_prefix(p);
+            let end = key::prefix_successor(&prefix)?;
+            (vec![KeyRange::half_open(prefix, end)], 2)
+        }
+        Test::In(set) => (set.iter().map(value_range).collect(), 1),
+        Test::Null(true) => (vec![value_range(&Atom::Null)], 3),
+        _ => return None,
+    })
+}
+
+/// Index-servable candidates of a conjunction, one per field (conditions on one field merged).
+fn candidates(store: &TableStore, conjuncts: &[&CFilter]) -> Vec<Candidate> {
+    let def = store.def;
+    let mut out: Vec<Candidate> = Vec::new();
+    for c in conjuncts {
+        let CFilter::Cond(cond) = c else { continue };
+        let servable = cond.field == def.primary_key || store.indexes[cond.field].is_some();
+        if !servable {
+            continue;
+        }
+        let Some((ranges, rank)) = test_ranges(&def.fields[cond.field], &cond.test) else {
+            continue;
+        };
+        match out.iter_mut().find(|c| c.field == cond.field) {
+            Some(existing) => {
+                let mut merged = Vec::new();
+                for a in &existing.ranges {
+                    for b in &ranges {
+                        let r = intersect(a, b);
+                        if !r.is_empty() {
+                            merged.push(r);
+                        }
+                    }
+                }
+                existing.ranges = merged;
+                existing.rank = existing.rank.min(rank);
+            }
+            None => out.push(Candidate {
+                field: cond.field,
+                ranges,
+                rank,
+            }),
+        }
+    }
+    out
+}
+
+fn ks_for<'a>(store: &'a TableStore, field: usize) -> &'a Ks {
+    if field == store.def.primary_key {
+        &store.records
+    } else {
+        // Only called for fields that are indexed (checked when building candidates).
+        store.indexes[field].as_ref().unwrap_or(&store.records)
+    }
+}
+
+/// Counts the entries of a candidate's ranges, stopping at `cap`.
+fn count(view: &dyn Source, store: &TableStore, cand: &Candidate, cap: usize) -> Result<usize> {
+    let ks = ks_for(store, cand.field);
+    let mut n = 0;
+    for r in &cand.ranges {
+        for item in view.scan(ks, r, false) {
+            item?;
+            n += 1;
+            if n >= cap {
+                return Ok(n);
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Chooses the best candidate. Returns it with its (possibly capped) count.
+fn choose(
+    view: &dyn Source,
+    store: &TableStore,
+    mut cands: Vec<Candidate>,
+    early_stop: bool,
+) -> Result<Option<(Candidate, usize)>> {
+    if cands.is_empty() {
+        return Ok(None);
+    }
+    cands.sort_by_key(|c| c.rank);
+    let mut counts = Vec::with_capacity(cands.len());
+    for c in &cands {
+        counts.push(count(view, store, c, PROBE)?);
+    }
+    // A small candidate is exact: take the smallest.
+    if let Some((i, &n)) = counts.iter().enumerate().filter(|(_, n)| **n < PROBE).min_by_key(|(_, n)| **n) {
+        return Ok(Some((cands.swap_remove(i), n)));
+    }
+    if early_stop || cands.len() == 1 {
+        // Streaming with a limit stops early on any of them: prefer the most selective kind.
+        return Ok(Some((cands.swap_remove(0), PROBE)));
+    }
+    // Every candidate is large and all matches are needed: count further, each capped by the
+    // best so far, so costing never reads more than running the best plan would.
+    let mut best = 0;
+    let mut best_n = count(view, store, &cands[0], usize::MAX)?;
+    for (i, c) in cands.iter().enumerate().skip(1) {
+        let n = count(view, store, c, best_n)?;
+        if n < best_n {
+            best = i;
+            best_n = n;
+        }
+    }
+    Ok(Some((cands.swap_remove(best), best_n)))
+}
+
+/// How rows are found.
+enum Access {
+    Scan { reverse: bool },
+    Index { cand: Candidate, reverse: bool },
+    Union(Vec<Candidate>),
+}
+
+/// Streams candidate rows (records that may match) from an access path, deduplicated.
+fn for_each_row(
+    view: &dyn Source,
+    store: &TableStore,
+    access: &Access,
+    mut f: impl FnMut(Slice, Slice) -> Result<bool>,
+) -> Result<()> {
+    let def = store.def;
+    let mut seen: Option<HashSet<Slice>> = None;
+    let mut visit = |view: &dyn Source, cand: &Candidate, reverse: bool, dedupe: bool, seen: &mut Option<HashSet<Slice>>| -> Result<bool> {
+        let is_pk = cand.field == def.primary_key;
+        let ks = ks_for(store, cand.field);
+        let ranges: Box<dyn Iterator<Item = &KeyRange>> =
+            if reverse { Box::new(cand.ranges.iter().rev()) } else { Box::new(cand.ranges.iter()) };
+        for r in ranges {
+            for item in view.scan(ks, r, reverse) {
+                let (k, v) = item?;
+                let (pk, bytes) = if is_pk {
+                    (k, v)
+                } else {
+                    let n = key::component_len(&k).map_err(|_| Error::Corrupt(format!("index of {}", def.name)))?;
+                    let pk = Slice::from(&k[n..]);
+                    match view.get(&store.records, &pk)? {
+                        Some(bytes) => (pk, bytes),
+                        None => return Err(Error::Corrupt(format!("{} index entry without a record", def.name))),
+                    }
+                };
+                if dedupe && !seen.get_or_insert_with(HashSet::new).insert(pk.clone()) {
+                    continue;
+                }
+                if !f(pk, bytes)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    };
+    match access {
+        Access::Scan { reverse } => {
+            for item in view.scan(&store.records, &KeyRange::all(), *reverse) {
+                let (k, v) = item?;
+                if !f(k, v)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        Access::Index { cand, reverse } => {
+            let dedupe = def.fields[cand.field].ty.list;
+            visit(view, cand, *reverse, dedupe, &mut seen).map(|_| ())
+        }
+        Access::Union(cands) => {
+            for cand in cands {
+                if !visit(view, cand, false, true, &mut seen)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Resolved sort keys: field positions and directions.
+fn compile_sort(def: &'static TableDef, sort: &[Sort]) -> Result<Vec<(usize, bool)>> {
+    sort.iter()
+        .map(|s| {
+            let i = def.field_index(&s.attribute).ok_or_else(|| {
+                if def.relationship(&s.attribute).is_some() {
+                    Error::invalid_query(def.name, format!("cannot sort by the relationship {}", s.attribute))
+                } else {
+                    unknown(def, &s.attribute)
+                }
+            })?;
+            if def.fields[i].ty.scalar == Scalar::Json {
+                return Err(Error::invalid_query(
+                    def.name,
+                    format!("cannot sort by {}: it holds free-form JSON", s.attribute),
+                ));
+            }
+            Ok((i, s.descending))
+        })
+        .collect()
+}
+
+/// The atom a record sorts by on `field`: the smallest element ascending, the largest
+/// descending (lists), null when absent. Matches the order of an index scan.
+fn sort_atom(rec: &Record, field: usize, descending: bool) -> Atom {
+    let atoms = value_atoms(&rec.def.fields[field], rec.slots[field].as_ref());
+    let pick = if descending {
+        atoms.into_iter().max_by(|a, b| a.cmp_value(b))
+    } else {
+        atoms.into_iter().min_by(|a, b| a.cmp_value(b))
+    };
+    pick.unwrap_or(Atom::Null)
+}
+
+struct Row {
+    stored: StoredRecord,
+    sort_keys: Vec<Atom>,
+}
+
+fn cmp_rows(a: &Row, b: &Row, keys: &[(usize, bool)]) -> std::cmp::Ordering {
+    for (i, (_, desc)) in keys.iter().enumerate() {
+        let o = a.sort_keys[i].cmp_value(&b.sort_keys[i]);
+        let o = if *desc { o.reverse() } else { o };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    a.stored.key.as_ref().cmp(b.stored.key.as_ref())
+}
+
+/// Runs `query` on `def`, returning the matching records in order, and what it read.
+pub(crate) fn run<R: Reader>(r: &R, def: &'static TableDef, query: &Query) -> Result<(Vec<StoredRecord>, QueryStats)> {
+    let store = r.store(def)?;
+    let mut stats = QueryStats::default();
+    let filter = match &query.filter {
+        Some(f) => compile_filter(r, def, f, &mut stats)?,
+        None => CFilter::True,
+    };
+    let sort = compile_sort(def, &query.sort)?;
+    let wanted = query.limit.map(|l| l.saturating_add(query.offset));
+    if wanted == Some(0) || matches!(filter, CFilter::False) {
+        stats.plan = "nothing (empty result)".into();
+        return Ok((Vec::new(), stats));
+    }
+
+    let view = r.view();
+    let counters = crate::storage::source::Counters::default();
+    let records_id = store.records.id;
+    let is_record = move |id: u32| id == records_id;
+    let source = crate::storage::source::Counting {
+        inner: &view,
+        counters: &counters,
+        is_record_ks: &is_record,
+    };
+    let src: &dyn Source = &source;
+
+    let conjuncts: Vec<&CFilter> = match &filter {
+        CFilter::And(items) => items.iter().collect(),
+        CFilter::True => Vec::new(),
+        other => vec![other],
+    };
+    let needs_sort = !sort.is_empty();
+    let chosen = choose(src, &store, candidates(&store, &conjuncts), !needs_sort && wanted.is_some())?;
+
+    // An ordered scan of the first sort key's index, when it is indexed (or the primary key).
+    let sort_access = sort.first().and_then(|&(field, descending)| {
+        let servable = field == def.primary_key || store.indexes[field].is_some();
+        if !servable {
+            return None;
+        }
+        let own = candidates(&store, &conjuncts).into_iter().find(|c| c.field == field);
+        let cand = own.unwrap_or_else(|| Candidate {
+            field,
+            // Every entry, nulls included (they sort first).
+            ranges: vec![KeyRange::all()],
+            rank: 5,
+        });
+        Some(Access::Index { cand, reverse: descending })
+    });
+
+    let access = if let CFilter::Or(branches) = &filter {
+        // A union of index scans when every branch has a candidate.
+        let mut parts = Vec::new();
+        for b in branches {
+            let conj: Vec<&CFilter> = match b {
+                CFilter::And(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            match choose(src, &store, candidates(&store, &conj), false)? {
+                Some((c, _)) => parts.push(c),
+                None => {
+                    parts.clear();
+                    break;
+                }
+            }
+        }
+        match (parts.is_empty(), sort_access) {
+            (false, _) => Access::Union(parts),
+            (true, Some(sa)) => sa,
+            (true, None) => Access::Scan { reverse: false },
+        }
+    } else {
+        match (chosen, sort_access) {
+            (Some((c, n)), Some(_)) if n < SORT_IN_MEMORY_BELOW => Access::Index { cand: c, reverse: false },
+            (_, Some(sa)) => sa,
+            (Some((c, _)), None) => Access::Index { cand: c, reverse: false },
+            (None, None) => Access::Scan { reverse: false },
+        }
+    };
+    stats.plan = match &access {
+        Access::Scan { .. } => format!("scan {}", def.name),
+        Access::Index { cand, reverse } => format!(
+            "{} {}#{}{}",
+            if cand.field == def.primary_key { "key range" } else { "index" },
+            def.name,
+            def.fields[cand.field].name,
+            if *reverse { " (reverse)" } else { "" }
+        ),
+        Access::Union(parts) => format!(
+            "union of {}",
+            parts.iter().map(|c| format!("{}#{}", def.name, def.fields[c.field].name)).collect::<Vec<_>>().join(", ")
+        ),
+    };
+
+    // Rows come out of an ordered scan already sorted by the first key.
+    let ordered_by_first_key = matches!(&access, Access::Index { cand, .. } if sort.first().is_some_and(|s| s.0 == cand.field));
+    // Ties are broken by ascending primary key, which only an ascending scan yields as is.
+    let sorted_output = !needs_sort || (ordered_by_first_key && sort.len() == 1 && !sort[0].1);
+    let mut rows: Vec<Row> = Vec::new();
+    let stop_at = Cell::new(None::<usize>);
+    for_each_row(src, &store, &access, |k, bytes| {
+        let stored = StoredRecord::from_stored(k, bytes)?;
+        let rec = stored.record(def)?;
+        if !eval(&filter, &rec) {
+            return Ok(true);
+        }
+        let sort_keys: Vec<Atom> = sort.iter().map(|&(f, d)| sort_atom(&rec, f, d)).collect();
+        if let Some(w) = wanted {
+            if sorted_output && rows.len() + 1 >= w {
+                rows.push(Row { stored, sort_keys });
+                return Ok(false);
+            }
+            if ordered_by_first_key && !sorted_output {
+                // Keep reading until the first key changes after `w` rows (ties may reorder).
+                if let Some(stop_len) = stop_at.get() {
+                    let last = &rows[stop_len - 1];
+                    if last.sort_keys[0].cmp_value(&sort_keys[0]).is_ne() {
+                        return Ok(false);
+                    }
+                } else if rows.len() + 1 >= w {
+                    stop_at.set(Some(w));
+                }
+            }
+        }
+        rows.push(Row { stored, sort_keys });
+        Ok(true)
+    })?;
+    if !sorted_output {
+        rows.sort_by(|a, b| cmp_rows(a, b, &sort));
+    }
+    let out: Vec<StoredRecord> = rows
+        .into_iter()
+        .skip(query.offset)
+        .take(query.limit.unwrap_or(usize::MAX))
+        .map(|r| r.stored)
+        .collect();
+    stats.index_entries_read += counters.index_entries.get();
+    stats.records_read += counters.records.get();
+    Ok((out, stats))
+}
+
+/// The records `rel` of `rec` points to.
+pub(crate) fn related_records<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    rel: &'static RelationshipDef,
+    rec: &Record,
+) -> Result<Vec<StoredRecord>> {
+    let target = (rel.target)();
+    match rel.kind {
+        RelationshipKind::From { field } => {
+            let i = def.field_index(field).ok_or_else(|| unknown(def, field))?;
+            let mut out = Vec::new();
+            for atom in rec.atoms(i) {
+                if atom.is_null() {
+                    continue;
+                }
+                if let Some(row) = r.get_stored(target, atom)? {
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        }
+        RelationshipKind::To { rust_field } => {
+            let tf = target.field_by_rust_name(rust_field).ok_or_else(|| unknown(target, rust_field))?;
+            let Some(pk) = rec.primary_key() else {
+                return Ok(Vec::new());
+            };
+            let q = Query::new().filter(Filter::Condition(Condition {
+                path: vec![tf.name.to_owned()],
+                op: Op::Eq,
+                value: Operand::Json(pk.clone()),
+                position: None,
+            }));
+            Ok(run(r, target, &q)?.0)
+        }
+    }
+}
+
+/// Shapes rows by `select` (whole records when `None`), resolving relationships.
+pub(crate) fn project<R: Reader>(r: &R, def: &'static TableDef, rows: &[StoredRecord], select: Option<&Select>) -> Result<Vec<Value>> {
+    let Some(select) = select else {
+        return rows.iter().map(StoredRecord::to_value).collect();
+    };
+    check_select(def, select)?;
+    rows.iter()
+        .map(|row| {
+            let rec = row.record(def)?;
+            shape(r, def, &rec, select)
+        })
+        .collect()
+}
+
+fn check_select(def: &'static TableDef, select: &Select) -> Result<()> {
+    if select.shape == SelectShape::Values && select.items.len() != 1 {
+        return Err(Error::invalid_query(def.name, "a bare-value select names exactly one attribute"));
+    }
+    for item in &select.items {
+        match item {
+            SelectItem::All => {}
+            SelectItem::Attribute(name) => {
+                if def.field(name).is_none() && def.relationship(name).is_none() {
+                    return Err(unknown(def, name));
+                }
+            }
+            SelectItem::Related { name, select } => {
+                let rel = def.relationship(name).ok_or_else(|| {
+                    if def.field(name).is_some() {
+                        Error::invalid_query(def.name, format!("{name} is not a relationship, so {name}{{...}} selects nothing"))
+                    } else {
+                        unknown(def, name)
+                    }
+                })?;
+                check_select((rel.target)(), select)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_to_many(def: &TableDef, rel: &RelationshipDef) -> bool {
+    match rel.kind {
+        RelationshipKind::To { .. } => true,
+        RelationshipKind::From { field } => def.field(field).is_some_and(|f| f.ty.list),
+    }
+}
+
+fn related_value<R: Reader>(r: &R, def: &'static TableDef, rec: &Record, rel: &'static RelationshipDef, select: Option<&Select>) -> Result<Value> {
+    let target = (rel.target)();
+    let rows = related_records(r, def, rel, rec)?;
+    let mut values = project(r, target, &rows, select)?;
+    if is_to_many(def, rel) {
+        Ok(Value::Array(values))
+    } else {
+        Ok(values.pop().unwrap_or(Value::Null))
+    }
+}
+
+fn shape<R: Reader>(r: &R, def: &'static TableDef, rec: &Record, select: &Select) -> Result<Value> {
+    let mut pairs: Vec<(String, Value)> = Vec::with_capacity(select.items.len());
+    for item in &select.items {
+        match item {
+            SelectItem::All => {
+                for (f, slot) in def.fields.iter().zip(&rec.slots) {
+                    if let Some(v) = slot {
+                        pairs.push((f.name.to_owned(), v.clone()));
+                    }
+                }
+            }
+            SelectItem::Attribute(name) => {
+                let v = if let Some(rel) = def.relationship(name) {
+                    related_value(r, def, rec, rel, None)?
+                } else {
+                    rec.get(name).cloned().unwrap_or(Value::Null)
+                };
+                pairs.push((name.clone(), v));
+            }
+            SelectItem::Related { name, select } => {
+                let rel = def.relationship(name).ok_or_else(|| unknown(def, name))?;
+                pairs.push((name.clone(), related_value(r, def, rec, rel, Some(select))?));
+            }
+        }
+    }
+    Ok(match select.shape {
+        SelectShape::Values => pairs.pop().map(|(_, v)| v).unwrap_or(Value::Null),
+        SelectShape::Arrays => Value::Array(pairs.into_iter().map(|(_, v)| v).collect()),
+        SelectShape::Objects => {
+            let mut map = Map::new();
+            for (k, v) in pairs {
+                map.insert(k, v);
+            }
+            Value::Object(map)
+        }
+    })
+}

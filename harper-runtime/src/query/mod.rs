@@ -1,0 +1,8 @@
+//! Queries: the model (built in Rust or parsed from a URL), the planner and the executor.
+
+mod exec;
+mod model;
+
+pub use exec::QueryStats;
+pub(crate) use exec::{project, related_records, run};
+pub use model::{Attr, Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort, attr};

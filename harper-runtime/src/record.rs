@@ -1,0 +1,324 @@
+//! Records as the engine sees them: a JSON object checked against its table, held as one slot
+//! per declared field, and stored as canonical JSON behind a small header so that reads can
+//! serve the stored bytes without re-encoding.
+//!
+//! Stored value layout: `[FORMAT][version: u64 big-endian][canonical JSON object]`.
+//! Canonical JSON lists the table's fields in declaration order and omits absent ones.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::schema::{FieldDef, FieldType, Scalar, TableDef};
+use crate::storage::key::{self, Atom};
+
+const FORMAT: u8 = 1;
+const HEADER: usize = 9;
+
+/// A record checked against its table: `slots[i]` is the value of `def.fields[i]`, `None` when
+/// the attribute is absent. Invariant: every present value has the field's declared type.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub(crate) def: &'static TableDef,
+    pub(crate) slots: Vec<Option<Value>>,
+}
+
+impl Record {
+    /// Checks a JSON object against `def`. The primary key may be absent (the caller decides
+    /// whether to generate one); every other non-optional field must be present.
+    pub fn from_object(def: &'static TableDef, object: Map<String, Value>) -> Result<Record> {
+        let mut slots: Vec<Option<Value>> = vec![None; def.fields.len()];
+        for (name, value) in object {
+            let Some(i) = def.field_index(&name) else {
+                let hint = if def.relationship(&name).is_some() {
+                    " (it is a relationship: it is resolved, not stored)"
+                } else {
+                    ""
+                };
+                return Err(Error::invalid_record(
+                    def.name,
+                    name.clone(),
+                    format!("unknown attribute {name}{hint}"),
+                ));
+            };
+            check_value(def, &def.fields[i], &value)?;
+            slots[i] = Some(value);
+        }
+        for (i, field) in def.fields.iter().enumerate() {
+            if i != def.primary_key && !field.ty.optional && slots[i].is_none() {
+                return Err(Error::invalid_record(
+                    def.name,
+                    field.name,
+                    format!("missing required attribute {}", field.name),
+                ));
+            }
+        }
+        Ok(Record { def, slots })
+    }
+
+    /// Parses any JSON value that should be an object.
+    pub fn from_json(def: &'static TableDef, value: Value) -> Result<Record> {
+        match value {
+            Value::Object(map) => Record::from_object(def, map),
+            other => Err(Error::InvalidRecord {
+                table: def.name,
+                field: None,
+                message: format!("a record must be a JSON object, not {}", json_kind(&other)),
+            }),
+        }
+    }
+
+    /// Reads a stored record (trusted bytes, written by this engine). Attributes the schema no
+    /// longer declares are dropped; newly added optional fields are simply absent.
+    pub fn from_stored_json(def: &'static TableDef, json: &[u8]) -> Result<Record> {
+        let map: Map<String, Value> =
+            serde_json::from_slice(json).map_err(|e| Error::Corrupt(format!("{} record: {e}", def.name)))?;
+        let mut slots: Vec<Option<Value>> = vec![None; def.fields.len()];
+        for (name, value) in map {
+            if let Some(i) = def.field_index(&name) {
+                slots[i] = Some(value);
+            }
+        }
+        Ok(Record { def, slots })
+    }
+
+    pub fn def(&self) -> &'static TableDef {
+        self.def
+    }
+
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.def.field_index(field).and_then(|i| self.slots[i].as_ref())
+    }
+
+    pub fn primary_key(&self) -> Option<&Value> {
+        self.slots[self.def.primary_key].as_ref()
+    }
+
+    /// Sets the primary key (used when generating ids and for ids taken from URLs).
+    pub fn set_primary_key(&mut self, key: Value) -> Result<()> {
+        let field = self.def.primary_key();
+        check_value(self.def, field, &key)?;
+        self.slots[self.def.primary_key] = Some(key);
+        Ok(())
+    }
+
+    /// The primary key as an atom; an error when it is absent.
+    pub fn key_atom(&self) -> Result<Atom> {
+        let pk = self.def.primary_key();
+        match self.primary_key() {
+            Some(v) => Ok(field_atom(pk, v)),
+            None => Err(Error::invalid_record(
+                self.def.name,
+                pk.name,
+                format!("missing primary key {}", pk.name),
+            )),
+        }
+    }
+
+    /// Applies a patch: the named attributes replace (or add to) the current ones. The
+    /// primary key cannot change.
+    pub fn patch(&mut self, patch: Map<String, Value>) -> Result<()> {
+        let pk_index = self.def.primary_key;
+        for (name, value) in patch {
+            let Some(i) = self.def.field_index(&name) else {
+                return Err(Error::invalid_record(self.def.name, name.clone(), format!("unknown attribute {name}")));
+            };
+            let field = &self.def.fields[i];
+            check_value(self.def, field, &value)?;
+            if i == pk_index && self.slots[i].as_ref() != Some(&value) {
+                return Err(Error::invalid_record(
+                    self.def.name,
+                    field.name,
+                    format!("the primary key {} cannot be changed by a patch", field.name),
+                ));
+            }
+            self.slots[i] = Some(value);
+        }
+        Ok(())
+    }
+
+    /// The canonical JSON object.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        self.write_json(&mut out);
+        out
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for (field, slot) in self.def.fields.iter().zip(&self.slots) {
+            let Some(value) = slot else { continue };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Writing JSON into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, field.name);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+        out.push(b'}');
+    }
+
+    /// The stored form: header + canonical JSON.
+    pub fn to_stored(&self, version: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + 128);
+        out.push(FORMAT);
+        out.extend_from_slice(&version.to_be_bytes());
+        self.write_json(&mut out);
+        out
+    }
+
+    pub fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        for (field, slot) in self.def.fields.iter().zip(&self.slots) {
+            if let Some(v) = slot {
+                map.insert(field.name.to_owned(), v.clone());
+            }
+        }
+        Value::Object(map)
+    }
+
+    /// The atoms indexed for field `i`: one per distinct list element, the value itself, or
+    /// null when absent.
+    pub fn atoms(&self, i: usize) -> Vec<Atom> {
+        value_atoms(&self.def.fields[i], self.slots[i].as_ref())
+    }
+}
+
+/// Atoms of a field's value (see [`Record::atoms`]).
+pub(crate) fn value_atoms(field: &FieldDef, value: Option<&Value>) -> Vec<Atom> {
+    match value {
+        None | Some(Value::Null) => vec![Atom::Null],
+        Some(Value::Array(items)) if field.ty.list => {
+            let mut atoms: Vec<Atom> = Vec::with_capacity(items.len());
+            for item in items {
+                let atom = field_atom(field, item);
+                if !atoms.iter().any(|a| a.cmp_value(&atom).is_eq()) {
+                    atoms.push(atom);
+                }
+            }
+            atoms
+        }
+        Some(v) => vec![field_atom(field, v)],
+    }
+}
+
+/// The atom of one (already type-checked) scalar value of `field`.
+pub(crate) fn field_atom(field: &FieldDef, value: &Value) -> Atom {
+    match (field.ty.scalar, value) {
+        (_, Value::Null) => Atom::Null,
+        (Scalar::Float { .. }, Value::Number(n)) => Atom::Float(n.as_f64().unwrap_or(f64::NAN)),
+        (_, Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Atom::Int(i),
+            (None, Some(u)) => Atom::from_u64(u),
+            (None, None) => Atom::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        (_, Value::String(s)) => Atom::Str(s.clone()),
+        (_, Value::Bool(b)) => Atom::Bool(*b),
+        // Json fields are never indexed; keep a stable placeholder.
+        (_, Value::Array(_) | Value::Object(_)) => Atom::Null,
+    }
+}
+
+/// Splits a stored value into its version and JSON bytes.
+pub fn split_stored(bytes: &[u8]) -> Result<(u64, &[u8])> {
+    if bytes.len() < HEADER || bytes[0] != FORMAT {
+        return Err(Error::Corrupt("record header".into()));
+    }
+    let mut version = [0u8; 8];
+    version.copy_from_slice(&bytes[1..HEADER]);
+    Ok((u64::from_be_bytes(version), &bytes[HEADER..]))
+}
+
+/// The record key of a primary key atom.
+pub fn record_key(pk: &Atom) -> Vec<u8> {
+    key::encode_one(pk)
+}
+
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn check_value(def: &'static TableDef, field: &FieldDef, value: &Value) -> Result<()> {
+    let ty = field.ty;
+    if value.is_null() {
+        if ty.optional {
+            return Ok(());
+        }
+        return Err(Error::invalid_record(
+            def.name,
+            field.name,
+            format!("{} must not be null (it is required)", field.name),
+        ));
+    }
+    if ty.list {
+        let Value::Array(items) = value else {
+            return Err(Error::invalid_record(
+                def.name,
+                field.name,
+                format!("Value {} in property {} must be an array", short(value), field.name),
+            ));
+        };
+        for item in items {
+            check_scalar(def, field, ty, item)?;
+        }
+        return Ok(());
+    }
+    check_scalar(def, field, ty, value)
+}
+
+fn check_scalar(def: &'static TableDef, field: &FieldDef, ty: FieldType, value: &Value) -> Result<()> {
+    let fail = |expect: String| {
+        Err(Error::invalid_record(
+            def.name,
+            field.name,
+            format!("Value {} in property {} must be {expect}", short(value), field.name),
+        ))
+    };
+    match (ty.scalar, value) {
+        (Scalar::Json, _) => Ok(()),
+        (Scalar::Id | Scalar::String, Value::String(_)) => Ok(()),
+        (Scalar::Id | Scalar::String, _) => fail("a string".into()),
+        (Scalar::Bool, Value::Bool(_)) => Ok(()),
+        (Scalar::Bool, _) => fail("a boolean".into()),
+        (Scalar::Float { bits }, Value::Number(n)) => {
+            let x = n.as_f64().unwrap_or(f64::INFINITY);
+            if bits == 32 && x.is_finite() && x.abs() > f32::MAX as f64 {
+                return fail("a number within the range of f32".into());
+            }
+            Ok(())
+        }
+        (Scalar::Float { .. }, _) => fail("a number".into()),
+        (s @ Scalar::Int { .. }, Value::Number(n)) => {
+            let (min, max) = s.int_range().unwrap_or((i64::MIN as i128, u64::MAX as i128));
+            let v = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+            match v {
+                Some(v) if v >= min && v <= max => Ok(()),
+                _ => fail(format!("an integer (from {min} to {max})")),
+            }
+        }
+        (Scalar::Int { .. }, _) => fail("an integer".into()),
+    }
+}
+
+/// A value for an error message, shortened so that huge inputs do not make huge errors.
+pub(crate) fn short(value: &Value) -> String {
+    let s = value.to_string();
+    if s.len() > 60 {
+        let mut end = 57;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    } else {
+        s
+    }
+}

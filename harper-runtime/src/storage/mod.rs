@@ -1,0 +1,391 @@
+//! The embedded store: one fjall database per data directory.
+//!
+//! Layout (keyspaces):
+//! - `{Table}`: records, `encode(pk) -> [format][version][canonical JSON]`;
+//! - `{Table}#{field}`: one per indexed field, `encode(value) ++ encode(pk) -> ()`;
+//! - `__changes`: the change log, `seq (u64 BE) -> committed transaction (JSON)`;
+//! - `__meta`: schema descriptors and index build state.
+//!
+//! Invariants:
+//! - Every write transaction commits its records, their index entries and its change-log
+//!   entry in one fjall batch, so readers and crash recovery see all of it or none of it.
+//! - Write transactions run one at a time (the writer lock), so a transaction's reads see the
+//!   latest committed state, change-log sequence numbers follow commit order, and events are
+//!   published in that order.
+
+pub mod key;
+mod schema_meta;
+pub(crate) mod source;
+pub(crate) mod tx;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode};
+use tokio::sync::broadcast;
+
+use crate::error::{Error, Result};
+use crate::schema::{Table, TableDef};
+use source::Ks;
+pub use tx::{Change, ChangeKind, Commit, ReadTx, Reader, StoredRecord, WriteTx};
+
+const META: &str = "__meta";
+const CHANGES: &str = "__changes";
+
+/// When an acknowledged write is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Each commit is written to the operating system before it is acknowledged: it survives
+    /// the process being killed, not a power loss. The fastest mode.
+    #[default]
+    Process,
+    /// Each commit is fdatasync'ed before it is acknowledged; concurrent commits share one
+    /// sync (group commit). Survives power loss.
+    Sync,
+}
+
+/// Opens a [`Database`] with settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseBuilder {
+    path: PathBuf,
+    temporary: bool,
+    durability: Durability,
+    cache_bytes: u64,
+}
+
+impl DatabaseBuilder {
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Block cache size in bytes (default 64 MiB).
+    pub fn cache_size(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    pub fn open(self) -> Result<Database> {
+        let fjall = fjall::Database::builder(&self.path)
+            .cache_size(self.cache_bytes)
+            .temporary(self.temporary)
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Locked => Error::Io(std::io::Error::other(format!(
+                    "{} is already open in another process or handle",
+                    self.path.display()
+                ))),
+                other => Error::Storage(other),
+            })?;
+        let meta = fjall.keyspace(META, KeyspaceCreateOptions::default)?;
+        let changes = fjall.keyspace(CHANGES, KeyspaceCreateOptions::default)?;
+        let last_seq = match changes.last_key_value() {
+            Some(g) => {
+                let k = g.key()?;
+                let arr: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::Corrupt("change log key".into()))?;
+                u64::from_be_bytes(arr)
+            }
+            None => 0,
+        };
+        let last_version = schema_meta::last_version(&changes)?;
+        let (events, _) = broadcast::channel(4096);
+        Ok(Database {
+            inner: Arc::new(Inner {
+                fjall,
+                meta,
+                changes: Ks { id: 1, handle: changes },
+                path: self.path,
+                tables: RwLock::new(HashMap::new()),
+                writer: Mutex::new(WriterState { next_seq: last_seq + 1 }),
+                committed_seq: AtomicU64::new(last_seq),
+                synced: GroupSync::new(last_seq),
+                durability: self.durability,
+                clock: AtomicU64::new(last_version),
+                next_ks_id: AtomicU32::new(2),
+                registrations: AtomicU64::new(0),
+                events,
+            }),
+        })
+    }
+}
+
+/// A handle to an open data directory. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub fjall: fjall::Database,
+    meta: Keyspace,
+    pub changes: Ks,
+    path: PathBuf,
+    tables: RwLock<HashMap<&'static str, Arc<TableStore>>>,
+    /// Held for the whole of a write transaction.
+    writer: Mutex<WriterState>,
+    /// The sequence number of the last committed transaction.
+    committed_seq: AtomicU64,
+    synced: GroupSync,
+    durability: Durability,
+    /// The last version handed out (microseconds since the epoch, strictly increasing).
+    clock: AtomicU64,
+    next_ks_id: AtomicU32,
+    /// Bumped after each table registration (transactions refresh older snapshots).
+    registrations: AtomicU64,
+    events: broadcast::Sender<Arc<Commit>>,
+}
+
+pub(crate) struct WriterState {
+    pub next_seq: u64,
+}
+
+/// The keyspaces of one table. Not part of the public API.
+#[doc(hidden)]
+pub struct TableStore {
+    pub(crate) def: &'static TableDef,
+    pub(crate) records: Ks,
+    /// One per field of `def.fields`: the index keyspace when that field has one (the primary
+    /// key never does: records are keyed by it).
+    pub(crate) indexes: Vec<Option<Ks>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens (or creates) the data directory at `path` with default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Database::builder(path).open()
+    }
+
+    pub fn builder(path: impl AsRef<Path>) -> DatabaseBuilder {
+        DatabaseBuilder {
+            path: path.as_ref().to_path_buf(),
+            temporary: false,
+            durability: Durability::default(),
+            cache_bytes: 64 << 20,
+        }
+    }
+
+    /// A database in a fresh temporary directory, deleted when the last handle is dropped.
+    pub fn temporary() -> Result<Database> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "harper-{}-{}-{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut builder = Database::builder(path);
+        builder.temporary = true;
+        builder.open()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Opens table `T`'s keyspaces, checking its stored schema, building indexes that were
+    /// added and dropping those that were removed. Done on first use anyway; call it at
+    /// start-up to get migration errors and index builds early.
+    pub fn register<T: Table>(&self) -> Result<()> {
+        self.register_def(T::DEF).map(|_| ())
+    }
+
+    /// Registers a table by its definition (what [`Database::register`] does).
+    pub fn register_def(&self, def: &'static TableDef) -> Result<()> {
+        self.inner.table(def).map(|_| ())
+    }
+
+    /// The definitions of every registered table.
+    pub fn tables(&self) -> Vec<&'static TableDef> {
+        let tables = self.inner.tables.read().unwrap_or_else(|p| p.into_inner());
+        let mut defs: Vec<_> = tables.values().map(|t| t.def).collect();
+        defs.sort_by_key(|d| d.name);
+        defs
+    }
+
+    /// A registered table by name.
+    pub fn table_def(&self, name: &str) -> Option<&'static TableDef> {
+        let tables = self.inner.tables.read().unwrap_or_else(|p| p.into_inner());
+        tables.get(name).map(|t| t.def)
+    }
+
+    /// Runs `f` on a consistent snapshot of the whole database.
+    pub fn read<R, E: From<Error>>(&self, f: impl FnOnce(&ReadTx) -> Result<R, E>) -> Result<R, E> {
+        let tx = ReadTx::new(self.inner.clone());
+        f(&tx)
+    }
+
+    /// Runs `f` as one atomic write transaction. When `f` returns `Ok`, everything it wrote
+    /// commits at once (and is published to subscribers); when it returns `Err`, nothing it
+    /// wrote is kept. Write transactions run one at a time, and each sees every commit
+    /// before it, so read-check-write logic inside `f` cannot race with other writers.
+    ///
+    /// Blocking: call it from a blocking context (`tokio::task::spawn_blocking` in async code).
+    pub fn write<R, E: From<Error>>(&self, f: impl FnOnce(&mut WriteTx) -> Result<R, E>) -> Result<R, E> {
+        let guard = self.inner.lock_writer();
+        let mut tx = WriteTx::new(&self.inner, guard);
+        let out = f(&mut tx)?;
+        let seq = tx.commit()?;
+        if let Some(seq) = seq
+            && self.inner.durability == Durability::Sync
+        {
+            self.inner.sync_through(seq)?;
+        }
+        Ok(out)
+    }
+
+    /// Reads one record by primary key.
+    pub fn get<T: Table>(&self, key: impl Into<key::Atom>) -> Result<Option<T>> {
+        self.read(|tx| tx.get::<T>(key))
+    }
+
+    /// Every committed transaction from now on, in commit order. A receiver that falls more
+    /// than 4096 commits behind gets `RecvError::Lagged` and must resynchronise.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Commit>> {
+        self.inner.events.subscribe()
+    }
+
+    /// The sequence number of the last committed transaction.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// Change-log entries with sequence numbers above `after`, oldest first, as the JSON
+    /// bytes that were logged (`{"seq","version","changes":[...]}`).
+    pub fn changes_since(&self, after: u64) -> impl Iterator<Item = Result<(u64, fjall::Slice)>> + use<> {
+        let start = after.saturating_add(1).to_be_bytes().to_vec();
+        self.inner.changes.handle.range(start..).map(|g| {
+            let (k, v) = g.into_inner()?;
+            let arr: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::Corrupt("change log key".into()))?;
+            Ok((u64::from_be_bytes(arr), v))
+        })
+    }
+
+    /// Forces everything committed so far to disk (fdatasync).
+    pub fn persist(&self) -> Result<()> {
+        self.inner.fjall.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        // A panic inside a write closure poisons the lock; the state it guards (the next
+        // sequence number) is only changed after a successful commit, so it stays valid.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new version, strictly greater than every earlier one (microseconds since the epoch).
+    pub(crate) fn next_version(&self) -> u64 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let mut last = self.clock.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.clock.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
+    pub(crate) fn alloc_ks(&self, handle: Keyspace) -> Ks {
+        Ks {
+            id: self.next_ks_id.fetch_add(1, Ordering::Relaxed),
+            handle,
+        }
+    }
+
+    /// The open table for `def`, opening and migrating it on first use. The flag is true when
+    /// this call opened it (snapshots taken before may miss the indexes it just built).
+    ///
+    /// Needs no writer lock: no commit can touch a table before it is registered, and the
+    /// `tables` write lock keeps others from using it until its indexes are complete.
+    pub(crate) fn table(&self, def: &'static TableDef) -> Result<(Arc<TableStore>, bool)> {
+        {
+            let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = tables.get(def.name) {
+                return Ok((t.clone(), false));
+            }
+        }
+        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = tables.get(def.name) {
+            return Ok((t.clone(), false));
+        }
+        let store = Arc::new(schema_meta::open_table(self, def)?);
+        tables.insert(def.name, store.clone());
+        self.registrations.fetch_add(1, Ordering::AcqRel);
+        Ok((store, true))
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.registrations.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn publish(&self, commit: Arc<Commit>) {
+        self.committed_seq.store(commit.seq, Ordering::Release);
+        // No receivers is fine: nobody is subscribed.
+        let _ = self.events.send(commit);
+    }
+
+    /// Makes every commit up to `seq` durable, sharing one fdatasync among concurrent callers.
+    fn sync_through(&self, seq: u64) -> Result<()> {
+        let sync = &self.synced;
+        let mut state = sync.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.synced >= seq {
+                return Ok(());
+            }
+            if !state.in_progress {
+                state.in_progress = true;
+                let target = self.committed_seq.load(Ordering::Acquire);
+                drop(state);
+                let result = self.fjall.persist(PersistMode::SyncData);
+                state = sync.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.in_progress = false;
+                if result.is_ok() {
+                    state.synced = state.synced.max(target);
+                }
+                sync.done.notify_all();
+                result?;
+            } else {
+                state = sync.done.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+}
+
+/// Group commit: one thread syncs while the others wait for it and find their commit covered.
+struct GroupSync {
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+struct SyncState {
+    synced: u64,
+    in_progress: bool,
+}
+
+impl GroupSync {
+    fn new(synced: u64) -> GroupSync {
+        GroupSync {
+            state: Mutex::new(SyncState {
+                synced,
+                in_progress: false,
+            }),
+            done: Condvar::new(),
+        }
+    }
+}
