@@ -180,16 +180,19 @@ impl Record {
     }
 
     /// The atoms indexed for field `i`: one per distinct list element, the value itself, or
-    /// null when absent.
+    /// null when absent or an empty list.
     pub fn atoms(&self, i: usize) -> Vec<Atom> {
         value_atoms(&self.def.fields[i], self.slots[i].as_ref())
     }
 }
 
-/// Atoms of a field's value (see [`Record::atoms`]).
+/// Atoms of a field's value (see [`Record::atoms`]). Never empty: every record has at least
+/// one entry in every index (an empty list is indexed as null), so an ordered scan of any
+/// index visits every record.
 pub(crate) fn value_atoms(field: &FieldDef, value: Option<&Value>) -> Vec<Atom> {
     match value {
         None | Some(Value::Null) => vec![Atom::Null],
+        Some(Value::Array(items)) if field.ty.list && items.is_empty() => vec![Atom::Null],
         Some(Value::Array(items)) if field.ty.list => {
             let mut atoms: Vec<Atom> = Vec::with_capacity(items.len());
             for item in items {

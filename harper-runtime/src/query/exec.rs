@@ -482,6 +482,10 @@ fn choose(
     if cands.is_empty() {
         return Ok(None);
     }
+    if cands.len() == 1 {
+        // Nothing to compare: no costing. The count is unknown, reported as "at least PROBE".
+        return Ok(cands.pop().map(|c| (c, PROBE)));
+    }
     cands.sort_by_key(|c| c.rank);
     let mut counts = Vec::with_capacity(cands.len());
     for c in &cands {
@@ -491,7 +495,7 @@ fn choose(
     if let Some((i, &n)) = counts.iter().enumerate().filter(|(_, n)| **n < PROBE).min_by_key(|(_, n)| **n) {
         return Ok(Some((cands.swap_remove(i), n)));
     }
-    if early_stop || cands.len() == 1 {
+    if early_stop {
         // Streaming with a limit stops early on any of them: prefer the most selective kind.
         return Ok(Some((cands.swap_remove(0), PROBE)));
     }
@@ -700,6 +704,14 @@ pub(crate) fn run<R: Reader>(r: &R, def: &'static TableDef, query: &Query) -> Re
             (true, None) => Access::Scan { reverse: false },
         }
     } else {
+        // A capped probe says only "at least PROBE": count on up to the in-memory threshold.
+        let chosen = match chosen {
+            Some((c, n)) if sort_access.is_some() && n >= PROBE => {
+                let n = count(src, &store, &c, SORT_IN_MEMORY_BELOW)?;
+                Some((c, n))
+            }
+            other => other,
+        };
         match (chosen, sort_access) {
             (Some((c, n)), Some(_)) if n < SORT_IN_MEMORY_BELOW => Access::Index { cand: c, reverse: false },
             (_, Some(sa)) => sa,

@@ -1,0 +1,56 @@
+//! The seed's storefront tables, exactly as its `schema.graphql` declares them:
+//! attribute names, types, indexes and relationships.
+
+use harper::prelude::*;
+
+#[table]
+#[export]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    #[primary_key]
+    pub id: Id,
+    #[indexed]
+    pub name: String,
+    pub description: Option<String>,
+    #[indexed]
+    pub price: f64,
+    #[indexed]
+    pub category_id: Id,
+    #[indexed]
+    pub in_stock: bool,
+    /// GraphQL `Int`: 32-bit, as in the seed.
+    pub stock_quantity: i32,
+    pub image_url: Option<String>,
+    pub created_at: Option<String>,
+    #[relationship(from = category_id)]
+    pub category: Link<Category>,
+}
+
+#[table]
+#[export]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Category {
+    #[primary_key]
+    pub id: Id,
+    #[indexed]
+    pub name: String,
+    pub description: Option<String>,
+    #[relationship(to = category_id)]
+    pub products: Links<Product>,
+}
+
+#[table]
+#[export]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CartItem {
+    #[primary_key]
+    pub id: Id,
+    #[indexed]
+    pub product_id: Id,
+    #[indexed]
+    pub session_id: String,
+    pub quantity: i32,
+    pub added_at: Option<String>,
+    #[relationship(from = product_id)]
+    pub product: Link<Product>,
+}

@@ -1,0 +1,60 @@
+//! Shared fixtures: the storefront schema and record builders.
+#![allow(dead_code)]
+
+#[path = "../../examples/storefront/schema.rs"]
+pub mod schema;
+
+pub use schema::{CartItem, Category, Product};
+
+use harper::prelude::*;
+
+pub fn product(id: &str, category: &str, price: f64, stock: i32) -> Product {
+    Product {
+        id: id.into(),
+        name: format!("Product {id}"),
+        description: Some(format!("About {id}")),
+        price,
+        category_id: category.into(),
+        in_stock: stock > 0,
+        stock_quantity: stock,
+        image_url: None,
+        created_at: None,
+        category: Link::new(),
+    }
+}
+
+pub fn category(id: &str, name: &str) -> Category {
+    Category {
+        id: id.into(),
+        name: name.into(),
+        description: None,
+        products: Links::new(),
+    }
+}
+
+pub fn cart_item(id: &str, product: &str, session: &str, quantity: i32) -> CartItem {
+    CartItem {
+        id: id.into(),
+        product_id: product.into(),
+        session_id: session.into(),
+        quantity,
+        added_at: None,
+        product: Link::new(),
+    }
+}
+
+/// A small catalog: 3 categories, 30 products (10 per category), prices 1..=30.
+pub fn small_catalog(db: &Database) {
+    db.write(|tx| {
+        tx.put(&category("toys", "Toys"))?;
+        tx.put(&category("books", "Books"))?;
+        tx.put(&category("garden", "Garden"))?;
+        for i in 1..=30 {
+            let cat = ["toys", "books", "garden"][i % 3];
+            let stock = (i % 4) as i32; // every fourth is out of stock
+            tx.put(&product(&format!("p{i:02}"), cat, i as f64, stock))?;
+        }
+        Ok::<_, harper::Error>(())
+    })
+    .unwrap();
+}

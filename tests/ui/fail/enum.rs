@@ -1,0 +1,10 @@
+use harper::prelude::*;
+
+#[table]
+pub enum Product {
+    Book {
+        #[primary_key]
+        id: Id,
+    },
+}
+fn main() {}

@@ -1,0 +1,18 @@
+use harper::prelude::*;
+
+#[table]
+pub struct Product {
+    #[primary_key]
+    pub id: Id,
+    pub category: Option<Id>,
+}
+
+#[table]
+pub struct Category {
+    #[primary_key]
+    pub id: Id,
+    #[relationship(to = category_id)]
+    pub products: Links<Product>,
+}
+
+fn main() {}

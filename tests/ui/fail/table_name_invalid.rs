@@ -1,0 +1,8 @@
+use harper::prelude::*;
+
+#[table(name = "Product/Item")]
+pub struct Product {
+    #[primary_key]
+    pub id: Id,
+}
+fn main() {}

@@ -1,0 +1,5 @@
+use harper::prelude::*;
+
+#[table]
+pub struct Product(#[primary_key] pub Id, pub String);
+fn main() {}

@@ -1,0 +1,5 @@
+use harper::prelude::*;
+
+#[table]
+pub struct Product;
+fn main() {}

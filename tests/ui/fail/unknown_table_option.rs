@@ -1,0 +1,8 @@
+use harper::prelude::*;
+
+#[table(bogus)]
+pub struct Product {
+    #[primary_key]
+    pub id: Id,
+}
+fn main() {}
