@@ -55,7 +55,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn invalid_record(table: &'static str, field: impl Into<String>, message: impl Into<String>) -> Error {
+    pub(crate) fn invalid_record(
+        table: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Error {
         Error::InvalidRecord {
             table,
             field: Some(field.into()),
@@ -73,6 +77,9 @@ impl Error {
 
     /// Whether the caller (not the server) is at fault.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Error::Storage(_) | Error::Io(_) | Error::Corrupt(_) | Error::IncompatibleSchema { .. })
+        !matches!(
+            self,
+            Error::Storage(_) | Error::Io(_) | Error::Corrupt(_) | Error::IncompatibleSchema { .. }
+        )
     }
 }

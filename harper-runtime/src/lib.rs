@@ -14,7 +14,9 @@ pub use record::Record;
 pub use schema::{Table, TableDef};
 pub use storage::key::Atom;
 pub use storage::tx::StoredRecord;
-pub use storage::{Change, ChangeKind, Commit, Database, DatabaseBuilder, Durability, ReadTx, Reader, WriteTx};
+pub use storage::{
+    Change, ChangeKind, Commit, Database, DatabaseBuilder, Durability, ReadTx, Reader, WriteTx,
+};
 pub use types::{Id, Link, Links};
 
 /// The names most table modules use.

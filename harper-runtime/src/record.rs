@@ -70,8 +70,8 @@ impl Record {
     /// Reads a stored record (trusted bytes, written by this engine). Attributes the schema no
     /// longer declares are dropped; newly added optional fields are simply absent.
     pub fn from_stored_json(def: &'static TableDef, json: &[u8]) -> Result<Record> {
-        let map: Map<String, Value> =
-            serde_json::from_slice(json).map_err(|e| Error::Corrupt(format!("{} record: {e}", def.name)))?;
+        let map: Map<String, Value> = serde_json::from_slice(json)
+            .map_err(|e| Error::Corrupt(format!("{} record: {e}", def.name)))?;
         let mut slots: Vec<Option<Value>> = vec![None; def.fields.len()];
         for (name, value) in map {
             if let Some(i) = def.field_index(&name) {
@@ -86,7 +86,9 @@ impl Record {
     }
 
     pub fn get(&self, field: &str) -> Option<&Value> {
-        self.def.field_index(field).and_then(|i| self.slots[i].as_ref())
+        self.def
+            .field_index(field)
+            .and_then(|i| self.slots[i].as_ref())
     }
 
     pub fn primary_key(&self) -> Option<&Value> {
@@ -120,7 +122,11 @@ impl Record {
         let pk_index = self.def.primary_key;
         for (name, value) in patch {
             let Some(i) = self.def.field_index(&name) else {
-                return Err(Error::invalid_record(self.def.name, name.clone(), format!("unknown attribute {name}")));
+                return Err(Error::invalid_record(
+                    self.def.name,
+                    name.clone(),
+                    format!("unknown attribute {name}"),
+                ));
             };
             let field = &self.def.fields[i];
             check_value(self.def, field, &value)?;
@@ -128,7 +134,10 @@ impl Record {
                 return Err(Error::invalid_record(
                     self.def.name,
                     field.name,
-                    format!("the primary key {} cannot be changed by a patch", field.name),
+                    format!(
+                        "the primary key {} cannot be changed by a patch",
+                        field.name
+                    ),
                 ));
             }
             self.slots[i] = Some(value);
@@ -267,7 +276,11 @@ fn check_value(def: &'static TableDef, field: &FieldDef, value: &Value) -> Resul
             return Err(Error::invalid_record(
                 def.name,
                 field.name,
-                format!("Value {} in property {} must be an array", short(value), field.name),
+                format!(
+                    "Value {} in property {} must be an array",
+                    short(value),
+                    field.name
+                ),
             ));
         };
         for item in items {
@@ -278,12 +291,21 @@ fn check_value(def: &'static TableDef, field: &FieldDef, value: &Value) -> Resul
     check_scalar(def, field, ty, value)
 }
 
-fn check_scalar(def: &'static TableDef, field: &FieldDef, ty: FieldType, value: &Value) -> Result<()> {
+fn check_scalar(
+    def: &'static TableDef,
+    field: &FieldDef,
+    ty: FieldType,
+    value: &Value,
+) -> Result<()> {
     let fail = |expect: String| {
         Err(Error::invalid_record(
             def.name,
             field.name,
-            format!("Value {} in property {} must be {expect}", short(value), field.name),
+            format!(
+                "Value {} in property {} must be {expect}",
+                short(value),
+                field.name
+            ),
         ))
     };
     match (ty.scalar, value) {
@@ -301,8 +323,13 @@ fn check_scalar(def: &'static TableDef, field: &FieldDef, ty: FieldType, value: 
         }
         (Scalar::Float { .. }, _) => fail("a number".into()),
         (s @ Scalar::Int { .. }, Value::Number(n)) => {
-            let (min, max) = s.int_range().unwrap_or((i64::MIN as i128, u64::MAX as i128));
-            let v = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+            let (min, max) = s
+                .int_range()
+                .unwrap_or((i64::MIN as i128, u64::MAX as i128));
+            let v = n
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from));
             match v {
                 Some(v) if v >= min && v <= max => Ok(()),
                 _ => fail(format!("an integer (from {min} to {max})")),

@@ -214,10 +214,10 @@ pub mod checks {
             return false;
         }
         let s = def.fields[i].ty.scalar;
-        match (s, key) {
-            (Scalar::Id | Scalar::String, Scalar::Id | Scalar::String) => true,
-            (Scalar::Int { .. }, Scalar::Int { .. }) => true,
-            _ => false,
-        }
+        matches!(
+            (s, key),
+            (Scalar::Id | Scalar::String, Scalar::Id | Scalar::String)
+                | (Scalar::Int { .. }, Scalar::Int { .. })
+        )
     }
 }

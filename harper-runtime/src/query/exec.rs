@@ -139,7 +139,10 @@ fn coerce(def: &TableDef, field: &FieldDef, cond: &Condition) -> Result<Atom> {
                 (None, Some(u)) => Ok(Atom::from_u64(u)),
                 _ => Err(expecting(&n.to_string())),
             },
-            (Scalar::Float { .. }, Value::Number(n)) => n.as_f64().map(Atom::Float).ok_or_else(|| expecting(&n.to_string())),
+            (Scalar::Float { .. }, Value::Number(n)) => n
+                .as_f64()
+                .map(Atom::Float)
+                .ok_or_else(|| expecting(&n.to_string())),
             (_, other) => Err(expecting(&other.to_string())),
         },
     }
@@ -149,12 +152,20 @@ fn not_queryable(def: &TableDef, field: &FieldDef, cond: &Condition) -> Error {
     bad_value(
         def,
         cond,
-        format!("{} holds free-form JSON and cannot be used in conditions", field.name),
+        format!(
+            "{} holds free-form JSON and cannot be used in conditions",
+            field.name
+        ),
     )
 }
 
 /// Compiles a filter, running sub-queries for conditions through relationships.
-fn compile_filter<R: Reader>(r: &R, def: &'static TableDef, filter: &Filter, stats: &mut QueryStats) -> Result<CFilter> {
+fn compile_filter<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    filter: &Filter,
+    stats: &mut QueryStats,
+) -> Result<CFilter> {
     Ok(match filter {
         Filter::And(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -190,14 +201,30 @@ fn compile_filter<R: Reader>(r: &R, def: &'static TableDef, filter: &Filter, sta
     })
 }
 
-fn compile_condition<R: Reader>(r: &R, def: &'static TableDef, cond: &Condition, stats: &mut QueryStats) -> Result<CFilter> {
+fn compile_condition<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    cond: &Condition,
+    stats: &mut QueryStats,
+) -> Result<CFilter> {
     let Some(first) = cond.path.first() else {
-        return Err(bad_value(def, cond, "a condition needs an attribute".into()));
+        return Err(bad_value(
+            def,
+            cond,
+            "a condition needs an attribute".into(),
+        ));
     };
     if cond.path.len() > 1 {
         let rel = def.relationship(first).ok_or_else(|| {
             if def.field(first).is_some() {
-                bad_value(def, cond, format!("{first} is not a relationship, so {first}.{} means nothing", cond.path[1]))
+                bad_value(
+                    def,
+                    cond,
+                    format!(
+                        "{first} is not a relationship, so {first}.{} means nothing",
+                        cond.path[1]
+                    ),
+                )
             } else {
                 unknown(def, first)
             }
@@ -206,7 +233,13 @@ fn compile_condition<R: Reader>(r: &R, def: &'static TableDef, cond: &Condition,
     }
     let i = def.field_index(first).ok_or_else(|| {
         if def.relationship(first).is_some() {
-            bad_value(def, cond, format!("{first} is a relationship: compare one of its attributes, e.g. {first}.id"))
+            bad_value(
+                def,
+                cond,
+                format!(
+                    "{first} is a relationship: compare one of its attributes, e.g. {first}.id"
+                ),
+            )
         } else {
             unknown(def, first)
         }
@@ -218,14 +251,23 @@ fn compile_condition<R: Reader>(r: &R, def: &'static TableDef, cond: &Condition,
                 return Err(bad_value(
                     def,
                     cond,
-                    format!("{} applies to strings, and {} is {}", cond.op.name(), field.name, field.ty.scalar.type_name()),
+                    format!(
+                        "{} applies to strings, and {} is {}",
+                        cond.op.name(),
+                        field.name,
+                        field.ty.scalar.type_name()
+                    ),
                 ));
             }
             let text = match &cond.value {
                 Operand::Text(t) => t.clone(),
                 Operand::Json(Value::String(s)) => s.clone(),
                 Operand::Json(other) => {
-                    return Err(bad_value(def, cond, format!("{} needs a string, not {other}", cond.op.name())));
+                    return Err(bad_value(
+                        def,
+                        cond,
+                        format!("{} needs a string, not {other}", cond.op.name()),
+                    ));
                 }
             };
             Test::Text(cond.op, text)
@@ -236,7 +278,11 @@ fn compile_condition<R: Reader>(r: &R, def: &'static TableDef, cond: &Condition,
                 (Op::Eq, true) => Test::Null(true),
                 (Op::Ne, true) => Test::Null(false),
                 (_, true) => {
-                    return Err(bad_value(def, cond, format!("{} cannot compare {} with null", op.name(), field.name)));
+                    return Err(bad_value(
+                        def,
+                        cond,
+                        format!("{} cannot compare {} with null", op.name(), field.name),
+                    ));
                 }
                 (_, false) => Test::Cmp(op, atom),
             }
@@ -337,7 +383,9 @@ fn eval_cond(c: &CCond, rec: &Record) -> bool {
             (Atom::Str(s), Op::EndsWith) => s.ends_with(t.as_str()),
             _ => false,
         }),
-        Test::In(set) => atoms.iter().any(|x| set.binary_search_by(|s| s.cmp_value(x)).is_ok()),
+        Test::In(set) => atoms
+            .iter()
+            .any(|x| set.binary_search_by(|s| s.cmp_value(x)).is_ok()),
     }
 }
 
@@ -363,7 +411,11 @@ fn intersect(a: &KeyRange, b: &KeyRange) -> KeyRange {
             (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.max(y).clone()),
             (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.max(y).clone()),
             (Bound::Included(i), Bound::Excluded(e)) | (Bound::Excluded(e), Bound::Included(i)) => {
-                if i > e { Bound::Included(i.clone()) } else { Bound::Excluded(e.clone()) }
+                if i > e {
+                    Bound::Included(i.clone())
+                } else {
+                    Bound::Excluded(e.clone())
+                }
             }
         }
     }
@@ -373,7 +425,11 @@ fn intersect(a: &KeyRange, b: &KeyRange) -> KeyRange {
             (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.min(y).clone()),
             (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.min(y).clone()),
             (Bound::Included(i), Bound::Excluded(e)) | (Bound::Excluded(e), Bound::Included(i)) => {
-                if i < e { Bound::Included(i.clone()) } else { Bound::Excluded(e.clone()) }
+                if i < e {
+                    Bound::Included(i.clone())
+                } else {
+                    Bound::Excluded(e.clone())
+                }
             }
         }
     }
@@ -388,7 +444,10 @@ fn test_ranges(field: &FieldDef, test: &Test) -> Option<(Vec<KeyRange>, u8)> {
     let kind = kind_of(field)?;
     let (kind_lo, kind_hi) = key::kind_range(kind);
     Some(match test {
-        Test::Cmp(Op::Eq, a) => (vec![value_range(a)], if kind == AtomKind::Bool { 4 } else { 0 }),
+        Test::Cmp(Op::Eq, a) => (
+            vec![value_range(a)],
+            if kind == AtomKind::Bool { 4 } else { 0 },
+        ),
         Test::Cmp(op @ (Op::Lt | Op::Le | Op::Gt | Op::Ge), a) => {
             let enc = key::encode_one(a);
             let r = match op {
@@ -447,7 +506,7 @@ fn candidates(store: &TableStore, conjuncts: &[&CFilter]) -> Vec<Candidate> {
     out
 }
 
-fn ks_for<'a>(store: &'a TableStore, field: usize) -> &'a Ks {
+fn ks_for(store: &TableStore, field: usize) -> &Ks {
     if field == store.def.primary_key {
         &store.records
     } else {
@@ -492,7 +551,12 @@ fn choose(
         counts.push(count(view, store, c, PROBE)?);
     }
     // A small candidate is exact: take the smallest.
-    if let Some((i, &n)) = counts.iter().enumerate().filter(|(_, n)| **n < PROBE).min_by_key(|(_, n)| **n) {
+    if let Some((i, &n)) = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n < PROBE)
+        .min_by_key(|(_, n)| **n)
+    {
         return Ok(Some((cands.swap_remove(i), n)));
     }
     if early_stop {
@@ -529,22 +593,36 @@ fn for_each_row(
 ) -> Result<()> {
     let def = store.def;
     let mut seen: Option<HashSet<Slice>> = None;
-    let mut visit = |view: &dyn Source, cand: &Candidate, reverse: bool, dedupe: bool, seen: &mut Option<HashSet<Slice>>| -> Result<bool> {
+    let mut visit = |view: &dyn Source,
+                     cand: &Candidate,
+                     reverse: bool,
+                     dedupe: bool,
+                     seen: &mut Option<HashSet<Slice>>|
+     -> Result<bool> {
         let is_pk = cand.field == def.primary_key;
         let ks = ks_for(store, cand.field);
-        let ranges: Box<dyn Iterator<Item = &KeyRange>> =
-            if reverse { Box::new(cand.ranges.iter().rev()) } else { Box::new(cand.ranges.iter()) };
+        let ranges: Box<dyn Iterator<Item = &KeyRange>> = if reverse {
+            Box::new(cand.ranges.iter().rev())
+        } else {
+            Box::new(cand.ranges.iter())
+        };
         for r in ranges {
             for item in view.scan(ks, r, reverse) {
                 let (k, v) = item?;
                 let (pk, bytes) = if is_pk {
                     (k, v)
                 } else {
-                    let n = key::component_len(&k).map_err(|_| Error::Corrupt(format!("index of {}", def.name)))?;
+                    let n = key::component_len(&k)
+                        .map_err(|_| Error::Corrupt(format!("index of {}", def.name)))?;
                     let pk = Slice::from(&k[n..]);
                     match view.get(&store.records, &pk)? {
                         Some(bytes) => (pk, bytes),
-                        None => return Err(Error::Corrupt(format!("{} index entry without a record", def.name))),
+                        None => {
+                            return Err(Error::Corrupt(format!(
+                                "{} index entry without a record",
+                                def.name
+                            )));
+                        }
                     }
                 };
                 if dedupe && !seen.get_or_insert_with(HashSet::new).insert(pk.clone()) {
@@ -588,7 +666,10 @@ fn compile_sort(def: &'static TableDef, sort: &[Sort]) -> Result<Vec<(usize, boo
         .map(|s| {
             let i = def.field_index(&s.attribute).ok_or_else(|| {
                 if def.relationship(&s.attribute).is_some() {
-                    Error::invalid_query(def.name, format!("cannot sort by the relationship {}", s.attribute))
+                    Error::invalid_query(
+                        def.name,
+                        format!("cannot sort by the relationship {}", s.attribute),
+                    )
                 } else {
                     unknown(def, &s.attribute)
                 }
@@ -633,7 +714,11 @@ fn cmp_rows(a: &Row, b: &Row, keys: &[(usize, bool)]) -> std::cmp::Ordering {
 }
 
 /// Runs `query` on `def`, returning the matching records in order, and what it read.
-pub(crate) fn run<R: Reader>(r: &R, def: &'static TableDef, query: &Query) -> Result<(Vec<StoredRecord>, QueryStats)> {
+pub(crate) fn run<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    query: &Query,
+) -> Result<(Vec<StoredRecord>, QueryStats)> {
     let store = r.store(def)?;
     let mut stats = QueryStats::default();
     let filter = match &query.filter {
@@ -664,7 +749,12 @@ pub(crate) fn run<R: Reader>(r: &R, def: &'static TableDef, query: &Query) -> Re
         other => vec![other],
     };
     let needs_sort = !sort.is_empty();
-    let chosen = choose(src, &store, candidates(&store, &conjuncts), !needs_sort && wanted.is_some())?;
+    let chosen = choose(
+        src,
+        &store,
+        candidates(&store, &conjuncts),
+        !needs_sort && wanted.is_some(),
+    )?;
 
     // An ordered scan of the first sort key's index, when it is indexed (or the primary key).
     let sort_access = sort.first().and_then(|&(field, descending)| {
@@ -672,14 +762,19 @@ pub(crate) fn run<R: Reader>(r: &R, def: &'static TableDef, query: &Query) -> Re
         if !servable {
             return None;
         }
-        let own = candidates(&store, &conjuncts).into_iter().find(|c| c.field == field);
+        let own = candidates(&store, &conjuncts)
+            .into_iter()
+            .find(|c| c.field == field);
         let cand = own.unwrap_or_else(|| Candidate {
             field,
             // Every entry, nulls included (they sort first).
             ranges: vec![KeyRange::all()],
             rank: 5,
         });
-        Some(Access::Index { cand, reverse: descending })
+        Some(Access::Index {
+            cand,
+            reverse: descending,
+        })
     });
 
     let access = if let CFilter::Or(branches) = &filter {
@@ -713,9 +808,15 @@ pub(crate) fn run<R: Reader>(r: &R, def: &'static TableDef, query: &Query) -> Re
             other => other,
         };
         match (chosen, sort_access) {
-            (Some((c, n)), Some(_)) if n < SORT_IN_MEMORY_BELOW => Access::Index { cand: c, reverse: false },
+            (Some((c, n)), Some(_)) if n < SORT_IN_MEMORY_BELOW => Access::Index {
+                cand: c,
+                reverse: false,
+            },
             (_, Some(sa)) => sa,
-            (Some((c, _)), None) => Access::Index { cand: c, reverse: false },
+            (Some((c, _)), None) => Access::Index {
+                cand: c,
+                reverse: false,
+            },
             (None, None) => Access::Scan { reverse: false },
         }
     };
@@ -723,14 +824,22 @@ pub(crate) fn run<R: Reader>(r: &R, def: &'static TableDef, query: &Query) -> Re
         Access::Scan { .. } => format!("scan {}", def.name),
         Access::Index { cand, reverse } => format!(
             "{} {}#{}{}",
-            if cand.field == def.primary_key { "key range" } else { "index" },
+            if cand.field == def.primary_key {
+                "key range"
+            } else {
+                "index"
+            },
             def.name,
             def.fields[cand.field].name,
             if *reverse { " (reverse)" } else { "" }
         ),
         Access::Union(parts) => format!(
             "union of {}",
-            parts.iter().map(|c| format!("{}#{}", def.name, def.fields[c.field].name)).collect::<Vec<_>>().join(", ")
+            parts
+                .iter()
+                .map(|c| format!("{}#{}", def.name, def.fields[c.field].name))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
 
@@ -804,7 +913,9 @@ pub(crate) fn related_records<R: Reader>(
             Ok(out)
         }
         RelationshipKind::To { rust_field } => {
-            let tf = target.field_by_rust_name(rust_field).ok_or_else(|| unknown(target, rust_field))?;
+            let tf = target
+                .field_by_rust_name(rust_field)
+                .ok_or_else(|| unknown(target, rust_field))?;
             let Some(pk) = rec.primary_key() else {
                 return Ok(Vec::new());
             };
@@ -820,7 +931,12 @@ pub(crate) fn related_records<R: Reader>(
 }
 
 /// Shapes rows by `select` (whole records when `None`), resolving relationships.
-pub(crate) fn project<R: Reader>(r: &R, def: &'static TableDef, rows: &[StoredRecord], select: Option<&Select>) -> Result<Vec<Value>> {
+pub(crate) fn project<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    rows: &[StoredRecord],
+    select: Option<&Select>,
+) -> Result<Vec<Value>> {
     let Some(select) = select else {
         return rows.iter().map(StoredRecord::to_value).collect();
     };
@@ -835,7 +951,10 @@ pub(crate) fn project<R: Reader>(r: &R, def: &'static TableDef, rows: &[StoredRe
 
 fn check_select(def: &'static TableDef, select: &Select) -> Result<()> {
     if select.shape == SelectShape::Values && select.items.len() != 1 {
-        return Err(Error::invalid_query(def.name, "a bare-value select names exactly one attribute"));
+        return Err(Error::invalid_query(
+            def.name,
+            "a bare-value select names exactly one attribute",
+        ));
     }
     for item in &select.items {
         match item {
@@ -848,7 +967,12 @@ fn check_select(def: &'static TableDef, select: &Select) -> Result<()> {
             SelectItem::Related { name, select } => {
                 let rel = def.relationship(name).ok_or_else(|| {
                     if def.field(name).is_some() {
-                        Error::invalid_query(def.name, format!("{name} is not a relationship, so {name}{{...}} selects nothing"))
+                        Error::invalid_query(
+                            def.name,
+                            format!(
+                                "{name} is not a relationship, so {name}{{...}} selects nothing"
+                            ),
+                        )
                     } else {
                         unknown(def, name)
                     }
@@ -867,7 +991,13 @@ fn is_to_many(def: &TableDef, rel: &RelationshipDef) -> bool {
     }
 }
 
-fn related_value<R: Reader>(r: &R, def: &'static TableDef, rec: &Record, rel: &'static RelationshipDef, select: Option<&Select>) -> Result<Value> {
+fn related_value<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    rec: &Record,
+    rel: &'static RelationshipDef,
+    select: Option<&Select>,
+) -> Result<Value> {
     let target = (rel.target)();
     let rows = related_records(r, def, rel, rec)?;
     let mut values = project(r, target, &rows, select)?;

@@ -5,4 +5,6 @@ mod model;
 
 pub use exec::QueryStats;
 pub(crate) use exec::{project, related_records, run};
-pub use model::{Attr, Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort, attr};
+pub use model::{
+    Attr, Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort, attr,
+};

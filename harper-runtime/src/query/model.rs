@@ -157,7 +157,10 @@ impl Query {
     pub fn select<I: IntoIterator<Item = S>, S: Into<String>>(mut self, attributes: I) -> Query {
         self.select = Some(Select {
             shape: SelectShape::Objects,
-            items: attributes.into_iter().map(|a| SelectItem::Attribute(a.into())).collect(),
+            items: attributes
+                .into_iter()
+                .map(|a| SelectItem::Attribute(a.into()))
+                .collect(),
         });
         self
     }

@@ -133,7 +133,11 @@ fn float_bits(x: f64) -> u64 {
         x
     };
     let bits = x.to_bits();
-    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
 }
 
 fn float_from_bits(enc: u64) -> f64 {
@@ -220,7 +224,11 @@ impl std::fmt::Display for DecodeError {
 pub fn decode(bytes: &[u8]) -> Result<(Atom, usize), DecodeError> {
     let (&tag, rest) = bytes.split_first().ok_or(DecodeError)?;
     let fixed = |rest: &[u8]| -> Result<u64, DecodeError> {
-        let arr: [u8; 8] = rest.get(..8).ok_or(DecodeError)?.try_into().map_err(|_| DecodeError)?;
+        let arr: [u8; 8] = rest
+            .get(..8)
+            .ok_or(DecodeError)?
+            .try_into()
+            .map_err(|_| DecodeError)?;
         Ok(u64::from_be_bytes(arr))
     };
     match tag {
@@ -347,10 +355,25 @@ mod tests {
 
     #[test]
     fn strings_with_nul_bytes_and_prefixes_keep_order() {
-        let values = ["", "\0", "\0\0", "a", "a\0", "a\0b", "a\u{1}", "ab", "é", "日本", "\u{10FFFF}"];
+        let values = [
+            "",
+            "\0",
+            "\0\0",
+            "a",
+            "a\0",
+            "a\0b",
+            "a\u{1}",
+            "ab",
+            "é",
+            "日本",
+            "\u{10FFFF}",
+        ];
         for w in values.windows(2) {
             assert!(w[0] < w[1]);
-            assert!(enc(&Atom::Str(w[0].into())) < enc(&Atom::Str(w[1].into())), "{w:?}");
+            assert!(
+                enc(&Atom::Str(w[0].into())) < enc(&Atom::Str(w[1].into())),
+                "{w:?}"
+            );
         }
     }
 
@@ -370,7 +393,12 @@ mod tests {
     #[test]
     fn null_sorts_first_and_kinds_do_not_overlap() {
         let null = enc(&Atom::Null);
-        for a in [Atom::Bool(false), Atom::Int(i64::MIN), Atom::Float(f64::NEG_INFINITY), Atom::Str(String::new())] {
+        for a in [
+            Atom::Bool(false),
+            Atom::Int(i64::MIN),
+            Atom::Float(f64::NEG_INFINITY),
+            Atom::Str(String::new()),
+        ] {
             assert!(null < enc(&a));
         }
         let (lo, hi) = kind_range(AtomKind::Int);
@@ -417,7 +445,15 @@ mod tests {
     }
 
     fn total_cmp_canonical(a: f64, b: f64) -> Ordering {
-        let canon = |x: f64| if x == 0.0 { 0.0 } else if x.is_nan() { f64::NAN } else { x };
+        let canon = |x: f64| {
+            if x == 0.0 {
+                0.0
+            } else if x.is_nan() {
+                f64::NAN
+            } else {
+                x
+            }
+        };
         canon(a).total_cmp(&canon(b))
     }
 

@@ -85,7 +85,10 @@ impl DatabaseBuilder {
         let last_seq = match changes.last_key_value() {
             Some(g) => {
                 let k = g.key()?;
-                let arr: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::Corrupt("change log key".into()))?;
+                let arr: [u8; 8] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt("change log key".into()))?;
                 u64::from_be_bytes(arr)
             }
             None => 0,
@@ -96,10 +99,15 @@ impl DatabaseBuilder {
             inner: Arc::new(Inner {
                 fjall,
                 meta,
-                changes: Ks { id: 1, handle: changes },
+                changes: Ks {
+                    id: 1,
+                    handle: changes,
+                },
                 path: self.path,
                 tables: RwLock::new(HashMap::new()),
-                writer: Mutex::new(WriterState { next_seq: last_seq + 1 }),
+                writer: Mutex::new(WriterState {
+                    next_seq: last_seq + 1,
+                }),
                 committed_seq: AtomicU64::new(last_seq),
                 synced: GroupSync::new(last_seq),
                 durability: self.durability,
@@ -154,7 +162,9 @@ pub struct TableStore {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("path", &self.inner.path).finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,7 +186,10 @@ impl Database {
     /// A database in a fresh temporary directory, deleted when the last handle is dropped.
     pub fn temporary() -> Result<Database> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let path = std::env::temp_dir().join(format!(
             "harper-{}-{}-{}",
             std::process::id(),
@@ -234,7 +247,10 @@ impl Database {
     /// before it, so read-check-write logic inside `f` cannot race with other writers.
     ///
     /// Blocking: call it from a blocking context (`tokio::task::spawn_blocking` in async code).
-    pub fn write<R, E: From<Error>>(&self, f: impl FnOnce(&mut WriteTx) -> Result<R, E>) -> Result<R, E> {
+    pub fn write<R, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&mut WriteTx) -> Result<R, E>,
+    ) -> Result<R, E> {
         let guard = self.inner.lock_writer();
         let mut tx = WriteTx::new(&self.inner, guard);
         let out = f(&mut tx)?;
@@ -265,11 +281,17 @@ impl Database {
 
     /// Change-log entries with sequence numbers above `after`, oldest first, as the JSON
     /// bytes that were logged (`{"seq","version","changes":[...]}`).
-    pub fn changes_since(&self, after: u64) -> impl Iterator<Item = Result<(u64, fjall::Slice)>> + use<> {
+    pub fn changes_since(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<(u64, fjall::Slice)>> + use<> {
         let start = after.saturating_add(1).to_be_bytes().to_vec();
         self.inner.changes.handle.range(start..).map(|g| {
             let (k, v) = g.into_inner()?;
-            let arr: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::Corrupt("change log key".into()))?;
+            let arr: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Corrupt("change log key".into()))?;
             Ok((u64::from_be_bytes(arr), v))
         })
     }
@@ -290,11 +312,17 @@ impl Inner {
 
     /// A new version, strictly greater than every earlier one (microseconds since the epoch).
     pub(crate) fn next_version(&self) -> u64 {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
         let mut last = self.clock.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);
-            match self.clock.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .clock
+                .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return next,
                 Err(actual) => last = actual,
             }
@@ -422,9 +450,14 @@ fn check_table(snapshot: &fjall::Snapshot, store: &TableStore) -> Result<()> {
         let (k, v) = g.into_inner()?;
         let (_, json) = crate::record::split_stored(&v)?;
         let rec = crate::record::Record::from_stored_json(def, json)?;
-        let pk = rec.key_atom().map_err(|_| Error::Corrupt(format!("{} record without a primary key", def.name)))?;
+        let pk = rec
+            .key_atom()
+            .map_err(|_| Error::Corrupt(format!("{} record without a primary key", def.name)))?;
         if key::encode_one(&pk) != k.as_ref() {
-            return Err(Error::Corrupt(format!("{} record {pk} is stored under another key", def.name)));
+            return Err(Error::Corrupt(format!(
+                "{} record {pk} is stored under another key",
+                def.name
+            )));
         }
         for (i, index) in store.indexes.iter().enumerate() {
             if index.is_some() {

@@ -102,7 +102,8 @@ pub(super) fn last_version(changes: &Keyspace) -> Result<u64> {
         None => Ok(0),
         Some(g) => {
             let v = g.value()?;
-            let head: Head = serde_json::from_slice(&v).map_err(|e| Error::Corrupt(format!("change log: {e}")))?;
+            let head: Head = serde_json::from_slice(&v)
+                .map_err(|e| Error::Corrupt(format!("change log: {e}")))?;
             Ok(head.version)
         }
     }
@@ -118,11 +119,14 @@ fn refuse(def: &TableDef, field: &str, message: String) -> Error {
 
 pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableStore> {
     let meta = &inner.meta;
-    let records_handle = inner.fjall.keyspace(def.name, KeyspaceCreateOptions::default)?;
+    let records_handle = inner
+        .fjall
+        .keyspace(def.name, KeyspaceCreateOptions::default)?;
     let has_records = records_handle.first_key_value().is_some();
     let stored: Option<StoredSchema> = match meta.get(schema_key(def.name))? {
         Some(bytes) => Some(
-            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("schema of {}: {e}", def.name)))?,
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("schema of {}: {e}", def.name)))?,
         ),
         None => None,
     };
@@ -140,10 +144,15 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         }
         let name = index_keyspace_name(def, field.name);
         let existed = inner.fjall.keyspace_exists(&name);
-        let handle = inner.fjall.keyspace(&name, KeyspaceCreateOptions::default)?;
-        let was_indexed_same = stored.as_ref().and_then(|s| s.fields.iter().find(|f| f.name == field.name)).is_some_and(
-            |f| f.indexed && f.scalar == scalar_code(field.ty.scalar) && f.list == field.ty.list,
-        );
+        let handle = inner
+            .fjall
+            .keyspace(&name, KeyspaceCreateOptions::default)?;
+        let was_indexed_same = stored
+            .as_ref()
+            .and_then(|s| s.fields.iter().find(|f| f.name == field.name))
+            .is_some_and(|f| {
+                f.indexed && f.scalar == scalar_code(field.ty.scalar) && f.list == field.ty.list
+            });
         let interrupted = meta.get(building_key(&name))?.is_some();
         if !existed || !was_indexed_same || interrupted {
             build_index(inner, def, i, &records, &handle, &name)?;
@@ -156,9 +165,15 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
     for name in inner.fjall.list_keyspace_names() {
         let name: &str = name.as_ref();
         if let Some(field) = name.strip_prefix(&prefix) {
-            let wanted = def.field(field).is_some_and(|f| f.indexed && f.name != def.primary_key().name);
+            let wanted = def
+                .field(field)
+                .is_some_and(|f| f.indexed && f.name != def.primary_key().name);
             if !wanted {
-                tracing::info!(table = def.name, field, "dropping index that is no longer declared");
+                tracing::info!(
+                    table = def.name,
+                    field,
+                    "dropping index that is no longer declared"
+                );
                 let handle = inner.fjall.keyspace(name, KeyspaceCreateOptions::default)?;
                 inner.fjall.delete_keyspace(handle)?;
             }
@@ -169,7 +184,11 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         let bytes = serde_json::to_vec(&new).map_err(|e| Error::Corrupt(e.to_string()))?;
         meta.insert(schema_key(def.name), bytes)?;
     }
-    Ok(TableStore { def, records, indexes })
+    Ok(TableStore {
+        def,
+        records,
+        indexes,
+    })
 }
 
 fn check_compatible(
@@ -212,7 +231,9 @@ fn check_compatible(
                         return Err(refuse(
                             def,
                             &nf.name,
-                            format!("it became required, but record {id} has no value for it; keep it an Option or fill it first"),
+                            format!(
+                                "it became required, but record {id} has no value for it; keep it an Option or fill it first"
+                            ),
                         ));
                     }
                 }
@@ -224,7 +245,9 @@ fn check_compatible(
                         return Err(refuse(
                             def,
                             &nf.name,
-                            format!("it is new and required, but record {id} has no value for it; declare it as Option<..>"),
+                            format!(
+                                "it is new and required, but record {id} has no value for it; declare it as Option<..>"
+                            ),
                         ));
                     }
                 }
@@ -235,13 +258,19 @@ fn check_compatible(
 }
 
 /// The id of the first record lacking a non-null `field`, if any.
-fn first_record_missing(def: &'static TableDef, records: &Keyspace, field: &str) -> Result<Option<String>> {
+fn first_record_missing(
+    def: &'static TableDef,
+    records: &Keyspace,
+    field: &str,
+) -> Result<Option<String>> {
     for g in records.iter() {
         let (k, v) = g.into_inner()?;
         let (_, json) = split_stored(&v)?;
         let rec = Record::from_stored_json(def, json)?;
         if rec.get(field).is_none_or(|v| v.is_null()) {
-            let id = key::decode(&k).map(|(a, _)| a.to_string()).unwrap_or_else(|_| "?".into());
+            let id = key::decode(&k)
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_else(|_| "?".into());
             return Ok(Some(id));
         }
     }

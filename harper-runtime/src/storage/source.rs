@@ -44,9 +44,8 @@ impl KeyRange {
     pub fn is_empty(&self) -> bool {
         match (&self.start, &self.end) {
             (Bound::Included(s), Bound::Included(e)) => s > e,
-            (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
-                s >= e
-            }
+            (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+            | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
             _ => false,
         }
     }
@@ -72,7 +71,11 @@ pub(crate) struct SnapshotSource {
 
 fn fjall_iter(iter: fjall::Iter, reverse: bool) -> KvIter<'static> {
     let map = |g: fjall::Guard| g.into_inner().map_err(Into::into);
-    if reverse { Box::new(iter.rev().map(map)) } else { Box::new(iter.map(map)) }
+    if reverse {
+        Box::new(iter.rev().map(map))
+    } else {
+        Box::new(iter.map(map))
+    }
 }
 
 fn fjall_range(snapshot: &Snapshot, ks: &Ks, range: &KeyRange) -> fjall::Iter {
@@ -139,8 +142,11 @@ pub(crate) fn overlay_scan<'a>(
     if entries.is_empty() {
         return base_iter;
     }
-    let staged_iter: Box<dyn Iterator<Item = (Vec<u8>, Option<Slice>)>> =
-        if reverse { Box::new(entries.into_iter().rev()) } else { Box::new(entries.into_iter()) };
+    let staged_iter: Box<dyn Iterator<Item = (Vec<u8>, Option<Slice>)>> = if reverse {
+        Box::new(entries.into_iter().rev())
+    } else {
+        Box::new(entries.into_iter())
+    };
     Box::new(Merge {
         base: base_iter.peekable(),
         staged: staged_iter.peekable(),
@@ -148,11 +154,13 @@ pub(crate) fn overlay_scan<'a>(
     })
 }
 
+type StagedIter = std::iter::Peekable<Box<dyn Iterator<Item = (Vec<u8>, Option<Slice>)>>>;
+
 /// Merges a base iterator with staged entries in key order; staged entries win and staged
 /// deletions hide base entries.
 struct Merge<'a> {
     base: std::iter::Peekable<KvIter<'a>>,
-    staged: std::iter::Peekable<Box<dyn Iterator<Item = (Vec<u8>, Option<Slice>)>>>,
+    staged: StagedIter,
     reverse: bool,
 }
 
@@ -201,7 +209,9 @@ impl<S: Source + ?Sized> Source for Counting<'_, S> {
         if (self.is_record_ks)(ks.id) {
             self.counters.records.set(self.counters.records.get() + 1);
         } else {
-            self.counters.index_entries.set(self.counters.index_entries.get() + 1);
+            self.counters
+                .index_entries
+                .set(self.counters.index_entries.get() + 1);
         }
         Ok(v)
     }
@@ -210,7 +220,11 @@ impl<S: Source + ?Sized> Source for Counting<'_, S> {
         let record = (self.is_record_ks)(ks.id);
         let counters = self.counters;
         Box::new(self.inner.scan(ks, range, reverse).inspect(move |_| {
-            let cell = if record { &counters.records } else { &counters.index_entries };
+            let cell = if record {
+                &counters.records
+            } else {
+                &counters.index_entries
+            };
             cell.set(cell.get() + 1);
         }))
     }

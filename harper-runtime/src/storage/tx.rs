@@ -9,7 +9,9 @@ use fjall::{Keyspace, Slice};
 use serde_json::{Map, Value};
 
 use super::key::{self, Atom};
-use super::source::{KeyRange, KvIter, OverlaySource, SnapshotSource, Source, StagedMap, overlay_scan};
+use super::source::{
+    KeyRange, KvIter, OverlaySource, SnapshotSource, Source, StagedMap, overlay_scan,
+};
 use super::{Inner, TableStore, WriterState};
 use crate::error::{Error, Result};
 use crate::query::{self, Query, QueryStats};
@@ -27,7 +29,11 @@ pub struct StoredRecord {
 impl StoredRecord {
     pub(crate) fn from_stored(key: Slice, bytes: Slice) -> Result<StoredRecord> {
         let (version, _) = split_stored(&bytes)?;
-        Ok(StoredRecord { key, bytes, version })
+        Ok(StoredRecord {
+            key,
+            bytes,
+            version,
+        })
     }
 
     /// The record's canonical JSON object.
@@ -42,7 +48,9 @@ impl StoredRecord {
 
     /// The primary key.
     pub fn key(&self) -> Result<Atom> {
-        key::decode(&self.key).map(|(a, _)| a).map_err(|_| Error::Corrupt("record key".into()))
+        key::decode(&self.key)
+            .map(|(a, _)| a)
+            .map_err(|_| Error::Corrupt("record key".into()))
     }
 
     pub fn to_value(&self) -> Result<Value> {
@@ -50,7 +58,12 @@ impl StoredRecord {
     }
 
     pub fn decode<T: Table>(&self) -> Result<T> {
-        serde_json::from_slice(self.json()).map_err(|e| Error::Corrupt(format!("{} record does not match its type: {e}", T::DEF.name)))
+        serde_json::from_slice(self.json()).map_err(|e| {
+            Error::Corrupt(format!(
+                "{} record does not match its type: {e}",
+                T::DEF.name
+            ))
+        })
     }
 
     pub(crate) fn record(&self, def: &'static TableDef) -> Result<Record> {
@@ -127,7 +140,10 @@ pub trait Reader {
     where
         Self: Sized,
     {
-        self.query_stored(T::DEF, query)?.iter().map(|r| r.decode::<T>()).collect()
+        self.query_stored(T::DEF, query)?
+            .iter()
+            .map(|r| r.decode::<T>())
+            .collect()
     }
 
     /// Records matching `query`, as stored.
@@ -139,7 +155,11 @@ pub trait Reader {
     }
 
     /// Records matching `query` and what the engine read to find them.
-    fn query_with_stats(&self, def: &'static TableDef, query: &Query) -> Result<(Vec<StoredRecord>, QueryStats)>
+    fn query_with_stats(
+        &self,
+        def: &'static TableDef,
+        query: &Query,
+    ) -> Result<(Vec<StoredRecord>, QueryStats)>
     where
         Self: Sized,
     {
@@ -161,10 +181,12 @@ pub trait Reader {
     where
         Self: Sized,
     {
-        let rel = T::DEF.relationship(relationship).ok_or_else(|| Error::UnknownAttribute {
-            table: T::DEF.name.to_owned(),
-            attribute: relationship.to_owned(),
-        })?;
+        let rel = T::DEF
+            .relationship(relationship)
+            .ok_or_else(|| Error::UnknownAttribute {
+                table: T::DEF.name.to_owned(),
+                attribute: relationship.to_owned(),
+            })?;
         let value = serde_json::to_value(record).map_err(|e| Error::InvalidRecord {
             table: T::DEF.name,
             field: None,
@@ -349,7 +371,11 @@ impl<'db> WriteTx<'db> {
     }
 
     /// Reads a record, lets `f` change it, and writes it back. `None` when it does not exist.
-    pub fn update<T: Table>(&mut self, key: impl Into<Atom>, f: impl FnOnce(&mut T)) -> Result<Option<T>> {
+    pub fn update<T: Table>(
+        &mut self,
+        key: impl Into<Atom>,
+        f: impl FnOnce(&mut T),
+    ) -> Result<Option<T>> {
         let key = key.into();
         let Some(mut value) = self.get::<T>(key.clone())? else {
             return Ok(None);
@@ -404,14 +430,22 @@ impl<'db> WriteTx<'db> {
         let pk = rec.key_atom()?;
         let key = key::encode_one(&pk);
         if self.current(&store, &key)?.is_some() {
-            return Err(Error::Conflict(format!("{} {} already exists", def.name, pk)));
+            return Err(Error::Conflict(format!(
+                "{} {} already exists",
+                def.name, pk
+            )));
         }
         self.write_record(&store, pk, key, None, Some(&rec));
         Ok(())
     }
 
     /// Merges attributes into an existing record; [`Error::NotFound`] when there is none.
-    pub fn patch_record(&mut self, def: &'static TableDef, key: Atom, patch: Map<String, Value>) -> Result<Record> {
+    pub fn patch_record(
+        &mut self,
+        def: &'static TableDef,
+        key: Atom,
+        patch: Map<String, Value>,
+    ) -> Result<Record> {
         let store = self.store_mut(def)?;
         let not_found = || Error::NotFound {
             table: def.name,
@@ -462,7 +496,14 @@ impl<'db> WriteTx<'db> {
     /// Stages a record write (or deletion when `new` is `None`) with its index changes.
     /// Invariant kept: after staging, the index entries of this record are exactly those of
     /// `new`'s field values.
-    fn write_record(&mut self, store: &TableStore, pk: Atom, key: Vec<u8>, old: Option<&Record>, new: Option<&Record>) {
+    fn write_record(
+        &mut self,
+        store: &TableStore,
+        pk: Atom,
+        key: Vec<u8>,
+        old: Option<&Record>,
+        new: Option<&Record>,
+    ) {
         for (i, index) in store.indexes.iter().enumerate() {
             let Some(index) = index else { continue };
             let old_atoms = old.map(|r| r.atoms(i)).unwrap_or_default();
@@ -487,7 +528,8 @@ impl<'db> WriteTx<'db> {
             Some(rec) => {
                 let stored = Slice::from(rec.to_stored(self.version));
                 self.stage(&records, key, Some(stored.clone()));
-                self.changes.retain(|c| !(c.table.name == store.def.name && c.id == pk));
+                self.changes
+                    .retain(|c| !(c.table.name == store.def.name && c.id == pk));
                 self.changes.push(Change {
                     table: store.def,
                     id: pk,
@@ -498,7 +540,8 @@ impl<'db> WriteTx<'db> {
             }
             None => {
                 self.stage(&records, key, None);
-                self.changes.retain(|c| !(c.table.name == store.def.name && c.id == pk));
+                self.changes
+                    .retain(|c| !(c.table.name == store.def.name && c.id == pk));
                 self.changes.push(Change {
                     table: store.def,
                     id: pk,
@@ -552,8 +595,15 @@ fn typed_record<T: Table>(record: &T) -> Result<Record> {
 
 /// `{"seq":N,"version":V,"changes":[{"table":..,"id":..,"type":"put","value":{..}},..]}`
 fn encode_log_entry(seq: u64, version: u64, changes: &[Change]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + changes.iter().map(|c| c.stored.as_ref().map_or(32, |v| v.len() + 48)).sum::<usize>());
-    out.extend_from_slice(format!("{{\"seq\":{seq},\"version\":{version},\"changes\":[").as_bytes());
+    let mut out = Vec::with_capacity(
+        64 + changes
+            .iter()
+            .map(|c| c.stored.as_ref().map_or(32, |v| v.len() + 48))
+            .sum::<usize>(),
+    );
+    out.extend_from_slice(
+        format!("{{\"seq\":{seq},\"version\":{version},\"changes\":[").as_bytes(),
+    );
     for (i, c) in changes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
