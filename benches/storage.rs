@@ -53,10 +53,19 @@ struct Raw {
 
 fn raw(n: usize) -> Raw {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = fjall::Database::builder(dir.path()).cache_size(64 << 20).open().expect("open");
-    let records = db.keyspace("r", KeyspaceCreateOptions::default).expect("ks");
-    let by_category = db.keyspace("c", KeyspaceCreateOptions::default).expect("ks");
-    let by_price = db.keyspace("p", KeyspaceCreateOptions::default).expect("ks");
+    let db = fjall::Database::builder(dir.path())
+        .cache_size(64 << 20)
+        .open()
+        .expect("open");
+    let records = db
+        .keyspace("r", KeyspaceCreateOptions::default)
+        .expect("ks");
+    let by_category = db
+        .keyspace("c", KeyspaceCreateOptions::default)
+        .expect("ks");
+    let by_price = db
+        .keyspace("p", KeyspaceCreateOptions::default)
+        .expect("ks");
     for start in (0..n).step_by(20_000) {
         let mut b = db.batch();
         for i in start..(start + 20_000).min(n) {
@@ -73,7 +82,13 @@ fn raw(n: usize) -> Raw {
         }
         b.commit().expect("commit");
     }
-    Raw { _db: db, records, by_category, by_price, _dir: dir }
+    Raw {
+        _db: db,
+        records,
+        by_category,
+        by_price,
+        _dir: dir,
+    }
 }
 
 fn point_ops(c: &mut Criterion) {
@@ -93,14 +108,20 @@ fn point_ops(c: &mut Criterion) {
     g.bench_function("harper get by id (stored bytes)", |b| {
         b.iter(|| {
             i = (i + 7919) % n;
-            let r = db.read(|tx| tx.get_stored(Product::DEF, format!("p{i:07}").into())).expect("get");
+            let r = db
+                .read(|tx| tx.get_stored(Product::DEF, format!("p{i:07}").into()))
+                .expect("get");
             black_box(r)
         })
     });
     g.bench_function("raw fjall get + JSON decode", |b| {
         b.iter(|| {
             i = (i + 7919) % n;
-            let v = raw.records.get(format!("p{i:07}")).expect("get").expect("present");
+            let v = raw
+                .records
+                .get(format!("p{i:07}"))
+                .expect("get")
+                .expect("present");
             let p: Product = serde_json::from_slice(&v).expect("decode");
             black_box(p)
         })
@@ -117,7 +138,9 @@ fn point_ops(c: &mut Criterion) {
         b.iter(|| {
             j += 1;
             let p = product(j % (2 * n));
-            raw.records.insert(p.id.as_bytes(), serde_json::to_vec(&p).expect("json")).expect("insert");
+            raw.records
+                .insert(p.id.as_bytes(), serde_json::to_vec(&p).expect("json"))
+                .expect("insert");
         })
     });
     g.finish();
@@ -130,37 +153,64 @@ fn query_ops_at(c: &mut Criterion, n: usize) {
     let label = format!("{}k", n / 1000);
     let mut g = c.benchmark_group("query");
     let eq = Query::new().filter(attr("categoryId").eq("c042")).limit(20);
-    g.bench_with_input(BenchmarkId::new("harper indexed eq, 20 rows", &label), &eq, |b, q| {
-        b.iter(|| black_box(db.read(|tx| tx.query_stored(Product::DEF, q)).expect("query")))
-    });
-    g.bench_function(BenchmarkId::new("raw fjall prefix scan + 20 gets", &label), |b| {
-        b.iter(|| {
-            let snap = raw._db.snapshot();
-            let mut out = Vec::with_capacity(20);
-            for g in snap.prefix(&raw.by_category, b"c042\0").take(20) {
-                let k = g.key().expect("key");
-                let pk = &k[5..];
-                out.push(snap.get(&raw.records, pk).expect("get"));
-            }
-            black_box(out)
-        })
-    });
-    let range = Query::new().filter(attr("price").gt(500.0)).sort_by("price").limit(20);
-    g.bench_with_input(BenchmarkId::new("harper range + sort + limit 20", &label), &range, |b, q| {
-        b.iter(|| black_box(db.read(|tx| tx.query_stored(Product::DEF, q)).expect("query")))
-    });
-    g.bench_function(BenchmarkId::new("raw fjall range scan + 20 gets", &label), |b| {
-        let start = (500.0f64.to_bits() | (1 << 63)).to_be_bytes().to_vec();
-        b.iter(|| {
-            let snap = raw._db.snapshot();
-            let mut out = Vec::with_capacity(20);
-            for g in snap.range(&raw.by_price, start.clone()..).skip(1).take(20) {
-                let k = g.key().expect("key");
-                out.push(snap.get(&raw.records, &k[8..]).expect("get"));
-            }
-            black_box(out)
-        })
-    });
+    g.bench_with_input(
+        BenchmarkId::new("harper indexed eq, 20 rows", &label),
+        &eq,
+        |b, q| {
+            b.iter(|| {
+                black_box(
+                    db.read(|tx| tx.query_stored(Product::DEF, q))
+                        .expect("query"),
+                )
+            })
+        },
+    );
+    g.bench_function(
+        BenchmarkId::new("raw fjall prefix scan + 20 gets", &label),
+        |b| {
+            b.iter(|| {
+                let snap = raw._db.snapshot();
+                let mut out = Vec::with_capacity(20);
+                for g in snap.prefix(&raw.by_category, b"c042\0").take(20) {
+                    let k = g.key().expect("key");
+                    let pk = &k[5..];
+                    out.push(snap.get(&raw.records, pk).expect("get"));
+                }
+                black_box(out)
+            })
+        },
+    );
+    let range = Query::new()
+        .filter(attr("price").gt(500.0))
+        .sort_by("price")
+        .limit(20);
+    g.bench_with_input(
+        BenchmarkId::new("harper range + sort + limit 20", &label),
+        &range,
+        |b, q| {
+            b.iter(|| {
+                black_box(
+                    db.read(|tx| tx.query_stored(Product::DEF, q))
+                        .expect("query"),
+                )
+            })
+        },
+    );
+    g.bench_function(
+        BenchmarkId::new("raw fjall range scan + 20 gets", &label),
+        |b| {
+            let start = (500.0f64.to_bits() | (1 << 63)).to_be_bytes().to_vec();
+            b.iter(|| {
+                let snap = raw._db.snapshot();
+                let mut out = Vec::with_capacity(20);
+                for g in snap.range(&raw.by_price, start.clone()..).skip(1).take(20) {
+                    let k = g.key().expect("key");
+                    out.push(snap.get(&raw.records, &k[8..]).expect("get"));
+                }
+                black_box(out)
+            })
+        },
+    );
     g.finish();
 }
 

@@ -5,9 +5,9 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use harper::Reader;
 use harper::prelude::*;
 use harper::query::{Condition, Op, Operand, Sort};
-use harper::Reader;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -84,7 +84,9 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-const FIELDS: &[&str] = &["id", "name", "label", "price", "rank", "big", "active", "tags", "note"];
+const FIELDS: &[&str] = &[
+    "id", "name", "label", "price", "rank", "big", "active", "tags", "note",
+];
 
 fn operand(field: &str, pick: usize) -> Value {
     match field {
@@ -106,13 +108,21 @@ fn condition() -> impl Strategy<Value = Filter> {
         let (op, value) = match op {
             6..=8 if textual => {
                 let text = ["", "x", "y", "\0", "日"][pick % 5];
-                ([Op::StartsWith, Op::Contains, Op::EndsWith][op - 6], json!(text))
+                (
+                    [Op::StartsWith, Op::Contains, Op::EndsWith][op - 6],
+                    json!(text),
+                )
             }
             9 if field != "id" => (Op::Eq, Value::Null),
             10 if field != "id" => (Op::Ne, Value::Null),
             _ => (ops[op % 6], operand(field, pick)),
         };
-        Filter::Condition(Condition { path: vec![field.into()], op, value: Operand::Json(value), position: None })
+        Filter::Condition(Condition {
+            path: vec![field.into()],
+            op,
+            value: Operand::Json(value),
+            position: None,
+        })
     })
 }
 
@@ -134,7 +144,13 @@ fn query() -> impl Strategy<Value = Query> {
     )
         .prop_map(|(filter, sort, offset, limit)| Query {
             filter,
-            sort: sort.into_iter().map(|(f, d)| Sort { attribute: FIELDS[f].into(), descending: d }).collect(),
+            sort: sort
+                .into_iter()
+                .map(|(f, d)| Sort {
+                    attribute: FIELDS[f].into(),
+                    descending: d,
+                })
+                .collect(),
             offset,
             limit,
             select: None,
@@ -177,7 +193,9 @@ fn cmp(a: &A, b: &A) -> Ordering {
     };
     match (a, b) {
         (A::Bool(x), A::Bool(y)) => x.cmp(y),
-        (A::Num(x, xi), A::Num(y, yi)) => x.partial_cmp(y).unwrap_or(Ordering::Equal).then(xi.cmp(yi)),
+        (A::Num(x, xi), A::Num(y, yi)) => {
+            x.partial_cmp(y).unwrap_or(Ordering::Equal).then(xi.cmp(yi))
+        }
         (A::Str(x), A::Str(y)) => x.as_bytes().cmp(y.as_bytes()),
         _ => rank(a).cmp(&rank(b)),
     }
@@ -189,7 +207,9 @@ fn holds(f: &Filter, rec: &Value) -> bool {
         Filter::Or(items) => items.iter().any(|f| holds(f, rec)),
         Filter::Condition(c) => {
             let v = rec.get(&c.path[0]);
-            let Operand::Json(want) = &c.value else { unreachable!() };
+            let Operand::Json(want) = &c.value else {
+                unreachable!()
+            };
             if want.is_null() {
                 let is_null = v.is_none_or(Value::is_null);
                 return if c.op == Op::Eq { is_null } else { !is_null };
@@ -198,14 +218,16 @@ fn holds(f: &Filter, rec: &Value) -> bool {
             let xs = atoms(v);
             match c.op {
                 Op::Ne => !xs.iter().any(|x| cmp(x, &w).is_eq()),
-                Op::StartsWith | Op::Contains | Op::EndsWith => xs.iter().any(|x| match (x, want.as_str()) {
-                    (A::Str(s), Some(t)) => match c.op {
-                        Op::StartsWith => s.starts_with(t),
-                        Op::Contains => s.contains(t),
-                        _ => s.ends_with(t),
-                    },
-                    _ => false,
-                }),
+                Op::StartsWith | Op::Contains | Op::EndsWith => {
+                    xs.iter().any(|x| match (x, want.as_str()) {
+                        (A::Str(s), Some(t)) => match c.op {
+                            Op::StartsWith => s.starts_with(t),
+                            Op::Contains => s.contains(t),
+                            _ => s.ends_with(t),
+                        },
+                        _ => false,
+                    })
+                }
                 op => xs.iter().filter(|x| **x != A::Null).any(|x| {
                     let o = cmp(x, &w);
                     match op {
@@ -223,17 +245,27 @@ fn holds(f: &Filter, rec: &Value) -> bool {
 
 fn sort_atom(rec: &Value, field: &str, desc: bool) -> A {
     let xs = atoms(rec.get(field));
-    let pick = if desc { xs.into_iter().max_by(cmp) } else { xs.into_iter().min_by(cmp) };
+    let pick = if desc {
+        xs.into_iter().max_by(cmp)
+    } else {
+        xs.into_iter().min_by(cmp)
+    };
     pick.unwrap_or(A::Null)
 }
 
 fn expected(model: &BTreeMap<Vec<u8>, Value>, q: &Query) -> Vec<Value> {
     // The model is keyed by the engine's key encoding, so iteration is primary-key order.
-    let mut rows: Vec<&Value> = model.values().filter(|r| q.filter.as_ref().is_none_or(|f| holds(f, r))).collect();
+    let mut rows: Vec<&Value> = model
+        .values()
+        .filter(|r| q.filter.as_ref().is_none_or(|f| holds(f, r)))
+        .collect();
     if !q.sort.is_empty() {
         rows.sort_by(|a, b| {
             for s in &q.sort {
-                let o = cmp(&sort_atom(a, &s.attribute, s.descending), &sort_atom(b, &s.attribute, s.descending));
+                let o = cmp(
+                    &sort_atom(a, &s.attribute, s.descending),
+                    &sort_atom(b, &s.attribute, s.descending),
+                );
                 let o = if s.descending { o.reverse() } else { o };
                 if o.is_ne() {
                     return o;
@@ -242,7 +274,11 @@ fn expected(model: &BTreeMap<Vec<u8>, Value>, q: &Query) -> Vec<Value> {
             Ordering::Equal // stable: primary-key order breaks ties
         });
     }
-    rows.into_iter().skip(q.offset).take(q.limit.unwrap_or(usize::MAX)).cloned().collect()
+    rows.into_iter()
+        .skip(q.offset)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .cloned()
+        .collect()
 }
 
 fn key_of(id: &str) -> Vec<u8> {
@@ -261,7 +297,9 @@ fn sorted_json(rows: &[Value], q: &Query) -> Vec<Value> {
     // Without a sort the order is the access path's: compare as sets, ordered by id.
     let mut rows: Vec<Value> = rows.iter().cloned().map(normalize).collect();
     if q.sort.is_empty() {
-        rows.sort_by(|a, b| key_of(a["id"].as_str().unwrap()).cmp(&key_of(b["id"].as_str().unwrap())));
+        rows.sort_by(|a, b| {
+            key_of(a["id"].as_str().unwrap()).cmp(&key_of(b["id"].as_str().unwrap()))
+        });
     }
     rows
 }

@@ -14,7 +14,12 @@ fn big_catalog() -> Database {
     for chunk in 0..(N / 10_000) {
         db.write(|tx| {
             for i in chunk * 10_000..(chunk + 1) * 10_000 {
-                let mut p = product(&format!("p{i:06}"), &format!("c{:03}", i % 100), ((i * 7919) % 100_000) as f64 / 100.0, 5);
+                let mut p = product(
+                    &format!("p{i:06}"),
+                    &format!("c{:03}", i % 100),
+                    ((i * 7919) % 100_000) as f64 / 100.0,
+                    5,
+                );
                 p.in_stock = i % 10 != 0;
                 tx.put(&p)?;
             }
@@ -38,27 +43,46 @@ fn plans_read_what_they_return_not_the_table() {
     assert!(stats.index_entries_read <= 20 + 256, "{stats:?}");
 
     // The seed's first query: a conjunction of two indexed equalities plus a limit.
-    let q = Query::new().filter(attr("categoryId").eq("c007") & attr("inStock").eq(true)).limit(20);
+    let q = Query::new()
+        .filter(attr("categoryId").eq("c007") & attr("inStock").eq(true))
+        .limit(20);
     let (rows, stats) = run(&q);
     assert_eq!(rows.len(), 20);
-    assert!(stats.plan.contains("categoryId"), "starts from the more selective condition: {}", stats.plan);
+    assert!(
+        stats.plan.contains("categoryId"),
+        "starts from the more selective condition: {}",
+        stats.plan
+    );
     assert!(stats.records_read <= 25, "{stats:?}");
 
     // A conjunction starts from the most selective indexed condition: price < 0.5 matches
     // ~50 records, categoryId ~1000, inStock ~90k.
-    let q = Query::new().filter(attr("inStock").eq(true) & attr("categoryId").eq("c003") & attr("price").lt(0.5));
+    let q = Query::new()
+        .filter(attr("inStock").eq(true) & attr("categoryId").eq("c003") & attr("price").lt(0.5));
     let (rows, stats) = run(&q);
     assert!(stats.plan.contains("Product#price"), "{}", stats.plan);
     assert!(stats.records_read <= 60, "{stats:?}");
-    assert!(rows.iter().all(|r| r.decode::<Product>().unwrap().category_id == "c003"));
+    assert!(
+        rows.iter()
+            .all(|r| r.decode::<Product>().unwrap().category_id == "c003")
+    );
 
     // Range + sort + limit on the same indexed field: reads only what it returns.
-    let q = Query::new().filter(attr("price").gt(500.0)).sort_by("price").limit(20);
+    let q = Query::new()
+        .filter(attr("price").gt(500.0))
+        .sort_by("price")
+        .limit(20);
     let (rows, stats) = run(&q);
     assert_eq!(rows.len(), 20);
     assert!(stats.records_read <= 20, "{stats:?}");
-    let prices: Vec<f64> = rows.iter().map(|r| r.decode::<Product>().unwrap().price).collect();
-    assert!(prices.windows(2).all(|w| w[0] <= w[1]) && prices[0] > 500.0, "{prices:?}");
+    let prices: Vec<f64> = rows
+        .iter()
+        .map(|r| r.decode::<Product>().unwrap().price)
+        .collect();
+    assert!(
+        prices.windows(2).all(|w| w[0] <= w[1]) && prices[0] > 500.0,
+        "{prices:?}"
+    );
 
     // Sort on an indexed field with a limit and no filter: an ordered index scan.
     let (rows, stats) = run(&Query::new().sort_by("-price").limit(10));
@@ -67,7 +91,10 @@ fn plans_read_what_they_return_not_the_table() {
     assert!(stats.records_read <= 12, "{stats:?}");
 
     // Sort on an indexed field, filter on another, with a limit: ordered scan, filter as it goes.
-    let q = Query::new().filter(attr("inStock").eq(true)).sort_by("name").limit(20);
+    let q = Query::new()
+        .filter(attr("inStock").eq(true))
+        .sort_by("name")
+        .limit(20);
     let (rows, stats) = run(&q);
     assert_eq!(rows.len(), 20);
     assert!(stats.records_read <= 30, "{stats:?}");

@@ -101,16 +101,41 @@ fn product_definition() {
         [
             ("id", "id", ty(Scalar::Id, false, false), true),
             ("name", "name", ty(Scalar::String, false, false), true),
-            ("description", "description", ty(Scalar::String, true, false), false),
-            ("price", "price", ty(Scalar::Float { bits: 64 }, false, false), true),
-            ("categoryId", "category_id", ty(Scalar::Id, false, false), true),
+            (
+                "description",
+                "description",
+                ty(Scalar::String, true, false),
+                false
+            ),
+            (
+                "price",
+                "price",
+                ty(Scalar::Float { bits: 64 }, false, false),
+                true
+            ),
+            (
+                "categoryId",
+                "category_id",
+                ty(Scalar::Id, false, false),
+                true
+            ),
             ("tags", "tags", ty(Scalar::String, false, true), true),
             ("SKU", "sku", ty(Scalar::String, true, false), false),
             ("extra", "extra", ty(Scalar::Json, false, false), false),
-            ("stockQuantity", "stock_quantity", ty(int64, false, false), false),
+            (
+                "stockQuantity",
+                "stock_quantity",
+                ty(int64, false, false),
+                false
+            ),
             ("ratings", "ratings", ty(uint8, true, true), false),
             ("weights", "weights", ty(Scalar::Json, false, false), false),
-            ("attributes", "attributes", ty(Scalar::Json, true, false), false),
+            (
+                "attributes",
+                "attributes",
+                ty(Scalar::Json, true, false),
+                false
+            ),
             ("inStock", "in_stock", ty(Scalar::Bool, false, false), false),
         ]
     );
@@ -260,11 +285,6 @@ fn serde_uses_json_names_and_skips_relationships() {
 
 #[test]
 fn accessor_signatures() {
-    fn in_write_tx<'db>() {
-        let _: fn(&Product, &WriteTx<'db>) -> harper::Result<Option<Category>> = Product::category;
-        let _: fn(&Category, &WriteTx<'db>) -> harper::Result<Vec<Product>> = Category::products;
-    }
-    in_write_tx();
     let _: fn(&Product, &ReadTx) -> harper::Result<Option<Category>> = Product::category;
     let _: fn(&Category, &ReadTx) -> harper::Result<Vec<Product>> = Category::products;
     let _: fn(&BlogPost, &ReadTx) -> harper::Result<Vec<Tag>> = BlogPost::tag_list;
@@ -285,10 +305,14 @@ fn accessors_follow_relationships() -> harper::Result<()> {
         category_id: "c2".into(),
         ..lamp()
     };
-    db.write(|tx| {
+    db.write(|tx: &mut WriteTx| {
         tx.put(&toys)?;
         tx.put(&lamp())?;
-        tx.put(&desk)
+        tx.put(&desk)?;
+        // Accessors take any reader, a write transaction too.
+        let _: Option<Category> = lamp().category(tx)?;
+        let _: Vec<Product> = toys.products(tx)?;
+        Ok::<(), harper::Error>(())
     })?;
     db.read(|tx| {
         assert_eq!(lamp().category(tx)?, Some(toys.clone()));

@@ -72,7 +72,11 @@ fn fill_v1(dir: &std::path::Path) {
     let db = Database::open(dir).unwrap();
     db.write(|tx| {
         for i in 0..500 {
-            tx.put(&v1::Item { id: format!("i{i:03}").into(), name: format!("item {}", i % 50), size: i })?;
+            tx.put(&v1::Item {
+                id: format!("i{i:03}").into(),
+                name: format!("item {}", i % 50),
+                size: i,
+            })?;
         }
         Ok::<_, Error>(())
     })
@@ -89,7 +93,9 @@ fn adding_and_removing_indexes_and_optional_fields_just_works() {
 
     // The new index on `name` was built from the existing records and serves queries.
     let q = Query::new().filter(attr("name").eq("item 7"));
-    let (rows, stats) = db.read(|tx| tx.query_with_stats(v2::Item::DEF, &q)).unwrap();
+    let (rows, stats) = db
+        .read(|tx| tx.query_with_stats(v2::Item::DEF, &q))
+        .unwrap();
     assert_eq!(rows.len(), 10);
     assert!(stats.plan.contains("Item#name"), "{}", stats.plan);
     assert_eq!(stats.records_read, 10, "{stats:?}");
@@ -97,11 +103,14 @@ fn adding_and_removing_indexes_and_optional_fields_just_works() {
     // Old records read back with the new optional field absent.
     let item: v2::Item = db.get("i042").unwrap().unwrap();
     assert_eq!((item.size, item.color.as_deref()), (42, None));
-    db.write(|tx| tx.patch::<v2::Item>("i042", serde_json::json!({"color": "red"}))).unwrap();
+    db.write(|tx| tx.patch::<v2::Item>("i042", serde_json::json!({"color": "red"})))
+        .unwrap();
 
     // The dropped index is gone from disk: `size` is now answered by a scan.
     let q = Query::new().filter(attr("size").eq(42));
-    let (rows, stats) = db.read(|tx| tx.query_with_stats(v2::Item::DEF, &q)).unwrap();
+    let (rows, stats) = db
+        .read(|tx| tx.query_with_stats(v2::Item::DEF, &q))
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(stats.plan.starts_with("scan"), "{}", stats.plan);
     drop(db);
@@ -111,7 +120,12 @@ fn adding_and_removing_indexes_and_optional_fields_just_works() {
     db.register::<v1::Item>().unwrap();
     db.check_integrity().unwrap();
     let q = Query::new().filter(attr("size").lt(3));
-    assert_eq!(db.read(|tx| tx.query_stored(v1::Item::DEF, &q)).unwrap().len(), 3);
+    assert_eq!(
+        db.read(|tx| tx.query_stored(v1::Item::DEF, &q))
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 #[test]
@@ -121,7 +135,11 @@ fn a_new_required_field_is_refused_naming_table_and_field() {
     let db = Database::open(dir.path()).unwrap();
     let err = db.register::<v3_required::Item>().unwrap_err();
     match &err {
-        Error::IncompatibleSchema { table, field, message } => {
+        Error::IncompatibleSchema {
+            table,
+            field,
+            message,
+        } => {
             assert_eq!((table.as_str(), field.as_str()), ("Item", "weight"));
             assert!(message.contains("Option"), "{message}");
         }
@@ -131,7 +149,12 @@ fn a_new_required_field_is_refused_naming_table_and_field() {
     drop(db);
     let db = Database::open(dir.path()).unwrap();
     db.register::<v1::Item>().unwrap();
-    assert_eq!(db.read(|tx| tx.query_stored(v1::Item::DEF, &Query::new())).unwrap().len(), 500);
+    assert_eq!(
+        db.read(|tx| tx.query_stored(v1::Item::DEF, &Query::new()))
+            .unwrap()
+            .len(),
+        500
+    );
     db.check_integrity().unwrap();
 }
 
@@ -173,8 +196,13 @@ fn a_new_table_in_an_existing_directory_starts_empty() {
     }
     let db = Database::open(dir.path()).unwrap();
     db.write(|tx| tx.put(&Fresh { id: 7, tag: None })).unwrap();
-    let found: Vec<Fresh> = db.read(|tx| tx.query(&Query::new().filter(attr("tag").is_null()))).unwrap();
+    let found: Vec<Fresh> = db
+        .read(|tx| tx.query(&Query::new().filter(attr("tag").is_null())))
+        .unwrap();
     assert_eq!(found.iter().map(|f| f.id).collect::<Vec<_>>(), [7]);
     assert!(db.get::<Fresh>(7u64).unwrap().is_some());
-    assert!(db.get::<Fresh>("7").unwrap().is_some(), "a numeric string finds an integer key");
+    assert!(
+        db.get::<Fresh>("7").unwrap().is_some(),
+        "a numeric string finds an integer key"
+    );
 }

@@ -11,7 +11,8 @@ use serde_json::json;
 #[test]
 fn put_get_replace_and_delete() {
     let db = Database::temporary().unwrap();
-    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3))).unwrap();
+    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3)))
+        .unwrap();
     let p: Product = db.get("p1").unwrap().expect("stored");
     assert_eq!(p, product("p1", "toys", 9.5, 3));
 
@@ -21,7 +22,10 @@ fn put_get_replace_and_delete() {
     assert_eq!(db.get::<Product>("p1").unwrap().unwrap().price, 12.0);
 
     assert!(db.write(|tx| tx.delete::<Product>("p1")).unwrap());
-    assert!(!db.write(|tx| tx.delete::<Product>("p1")).unwrap(), "second delete finds nothing");
+    assert!(
+        !db.write(|tx| tx.delete::<Product>("p1")).unwrap(),
+        "second delete finds nothing"
+    );
     assert_eq!(db.get::<Product>("p1").unwrap(), None);
     db.check_integrity().unwrap();
 }
@@ -29,35 +33,60 @@ fn put_get_replace_and_delete() {
 #[test]
 fn stored_json_uses_camel_case_names_in_declaration_order() {
     let db = Database::temporary().unwrap();
-    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3))).unwrap();
-    let stored = db.read(|tx| tx.get_stored(Product::DEF, "p1".into())).unwrap().unwrap();
+    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3)))
+        .unwrap();
+    let stored = db
+        .read(|tx| tx.get_stored(Product::DEF, "p1".into()))
+        .unwrap()
+        .unwrap();
     let text = std::str::from_utf8(stored.json()).unwrap();
     assert!(
         text.starts_with(r#"{"id":"p1","name":"Product p1","description":"About p1","price":9.5,"categoryId":"toys","inStock":true,"stockQuantity":3"#),
         "{text}"
     );
-    assert!(!text.contains("category\":"), "relationships are not stored: {text}");
+    assert!(
+        !text.contains("category\":"),
+        "relationships are not stored: {text}"
+    );
 }
 
 #[test]
 fn insert_refuses_an_existing_key_and_patch_needs_one() {
     let db = Database::temporary().unwrap();
     db.write(|tx| tx.insert(&category("toys", "Toys"))).unwrap();
-    let err = db.write(|tx| tx.insert(&category("toys", "Other"))).unwrap_err();
+    let err = db
+        .write(|tx| tx.insert(&category("toys", "Other")))
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
-    assert_eq!(db.get::<Category>("toys").unwrap().unwrap().name, "Toys", "nothing replaced");
+    assert_eq!(
+        db.get::<Category>("toys").unwrap().unwrap().name,
+        "Toys",
+        "nothing replaced"
+    );
 
-    let err = db.write(|tx| tx.patch::<Category>("nope", json!({"name": "x"}))).unwrap_err();
+    let err = db
+        .write(|tx| tx.patch::<Category>("nope", json!({"name": "x"})))
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    assert_eq!(db.get::<Category>("nope").unwrap(), None, "a failed patch creates nothing");
+    assert_eq!(
+        db.get::<Category>("nope").unwrap(),
+        None,
+        "a failed patch creates nothing"
+    );
 }
 
 #[test]
 fn patch_merges_named_fields_and_keeps_the_rest() {
     let db = Database::temporary().unwrap();
-    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3))).unwrap();
+    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3)))
+        .unwrap();
     let merged: Product = db
-        .write(|tx| tx.patch::<Product>("p1", json!({"price": 14.25, "inStock": false, "description": null})))
+        .write(|tx| {
+            tx.patch::<Product>(
+                "p1",
+                json!({"price": 14.25, "inStock": false, "description": null}),
+            )
+        })
         .unwrap();
     assert_eq!(merged.price, 14.25);
     assert!(!merged.in_stock);
@@ -65,7 +94,9 @@ fn patch_merges_named_fields_and_keeps_the_rest() {
     assert_eq!(merged.name, "Product p1");
     assert_eq!(db.get::<Product>("p1").unwrap().unwrap(), merged);
     // The index follows the patch.
-    let cheap = db.read(|tx| tx.query::<Product>(&Query::new().filter(attr("price").lt(15.0)))).unwrap();
+    let cheap = db
+        .read(|tx| tx.query::<Product>(&Query::new().filter(attr("price").lt(15.0))))
+        .unwrap();
     assert_eq!(cheap.len(), 1);
     db.check_integrity().unwrap();
 }
@@ -73,7 +104,8 @@ fn patch_merges_named_fields_and_keeps_the_rest() {
 #[test]
 fn patch_with_bad_values_is_refused_naming_the_field() {
     let db = Database::temporary().unwrap();
-    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3))).unwrap();
+    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3)))
+        .unwrap();
     let cases = [
         (json!({"price": "abc"}), "price"),
         (json!({"stockQuantity": 1.5}), "stockQuantity"),
@@ -86,22 +118,33 @@ fn patch_with_bad_values_is_refused_naming_the_field() {
         (json!({"id": "p2"}), "id"),
     ];
     for (patch, field) in cases {
-        let err = db.write(|tx| tx.patch::<Product>("p1", patch.clone())).unwrap_err();
+        let err = db
+            .write(|tx| tx.patch::<Product>("p1", patch.clone()))
+            .unwrap_err();
         match &err {
-            Error::InvalidRecord { field: Some(f), message, .. } => {
+            Error::InvalidRecord {
+                field: Some(f),
+                message,
+                ..
+            } => {
                 assert_eq!(f, field, "{patch} -> {message}");
                 assert!(message.contains(field), "{message}");
             }
             other => panic!("{patch}: expected InvalidRecord, got {other:?}"),
         }
     }
-    assert_eq!(db.get::<Product>("p1").unwrap().unwrap(), product("p1", "toys", 9.5, 3), "nothing changed");
+    assert_eq!(
+        db.get::<Product>("p1").unwrap().unwrap(),
+        product("p1", "toys", 9.5, 3),
+        "nothing changed"
+    );
 }
 
 #[test]
 fn a_failing_transaction_leaves_nothing_behind() {
     let db = Database::temporary().unwrap();
-    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3))).unwrap();
+    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 3)))
+        .unwrap();
     let seq_before = db.last_seq();
     let result: Result<(), Error> = db.write(|tx| {
         tx.put(&product("p2", "toys", 1.0, 1))?;
@@ -116,7 +159,11 @@ fn a_failing_transaction_leaves_nothing_behind() {
     assert!(db.get::<Product>("p1").unwrap().is_some());
     assert_eq!(db.last_seq(), seq_before, "no change-log entry");
     let q = Query::new().filter(attr("categoryId").eq("toys"));
-    assert_eq!(db.read(|tx| tx.query::<Product>(&q)).unwrap().len(), 1, "no stray index entry");
+    assert_eq!(
+        db.read(|tx| tx.query::<Product>(&q)).unwrap().len(),
+        1,
+        "no stray index entry"
+    );
     db.check_integrity().unwrap();
 }
 
@@ -134,11 +181,15 @@ fn a_business_error_type_rolls_back_too() {
         }
     }
     let db = Database::temporary().unwrap();
-    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 1))).unwrap();
+    db.write(|tx| tx.put(&product("p1", "toys", 9.5, 1)))
+        .unwrap();
     let r = db.write(|tx| -> Result<(), ShopError> {
         tx.update::<Product>("p1", |p| p.stock_quantity -= 1)?;
         let p: Product = tx.get("p1")?.expect("exists");
-        assert_eq!(p.stock_quantity, 0, "reads see the transaction's own writes");
+        assert_eq!(
+            p.stock_quantity, 0,
+            "reads see the transaction's own writes"
+        );
         Err(ShopError::OutOfStock)
     });
     assert!(matches!(r, Err(ShopError::OutOfStock)));
@@ -152,7 +203,11 @@ fn transactions_read_their_own_writes_in_queries() {
     db.write(|tx| {
         tx.put(&product("new", "toys", 0.5, 1))?;
         tx.delete::<Product>("p03")?; // a toy (3 % 3 == 0)
-        let toys = tx.query::<Product>(&Query::new().filter(attr("categoryId").eq("toys")).sort_by("price"))?;
+        let toys = tx.query::<Product>(
+            &Query::new()
+                .filter(attr("categoryId").eq("toys"))
+                .sort_by("price"),
+        )?;
         assert_eq!(toys.first().map(|p| p.id.as_str()), Some("new"));
         assert!(toys.iter().all(|p| p.id != "p03"));
         Ok::<_, Error>(())
@@ -173,7 +228,12 @@ fn everything_survives_reopening_the_directory() {
     assert_eq!(db.get::<Product>("p01").unwrap(), None);
     assert_eq!(db.get::<Product>("p02").unwrap().unwrap().price, 2.0);
     let q = Query::new().filter(attr("price").ge(29.0));
-    let ids: Vec<String> = db.read(|tx| tx.query::<Product>(&q)).unwrap().into_iter().map(|p| p.id.into_string()).collect();
+    let ids: Vec<String> = db
+        .read(|tx| tx.query::<Product>(&q))
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id.into_string())
+        .collect();
     assert_eq!(ids, ["p29", "p30"]);
     assert!(db.last_seq() >= 2, "the change log survives too");
     db.check_integrity().unwrap();
@@ -204,7 +264,10 @@ fn relationships_are_followed_both_ways() {
     db.write(|tx| {
         tx.put(&cart_item("c1", "p04", "s1", 2))?;
         let item: CartItem = tx.get("c1")?.expect("exists");
-        assert_eq!(item.product(&*tx)?.map(|p| p.id.into_string()).as_deref(), Some("p04"));
+        assert_eq!(
+            item.product(&*tx)?.map(|p| p.id.into_string()).as_deref(),
+            Some("p04")
+        );
         Ok::<_, Error>(())
     })
     .unwrap();
@@ -220,7 +283,8 @@ fn commits_are_published_in_order_with_every_record_written() {
         Ok::<_, Error>(())
     })
     .unwrap();
-    db.write(|tx| tx.patch::<Product>("p1", json!({"price": 2.0}))).unwrap();
+    db.write(|tx| tx.patch::<Product>("p1", json!({"price": 2.0})))
+        .unwrap();
     db.write(|tx| tx.delete::<Product>("p1")).unwrap();
 
     let first = feed.try_recv().unwrap();
@@ -230,8 +294,12 @@ fn commits_are_published_in_order_with_every_record_written() {
     assert_eq!(second.seq, first.seq + 1);
     assert!(second.version > first.version);
     assert_eq!(second.changes[0].kind, ChangeKind::Put);
-    let merged: serde_json::Value = serde_json::from_slice(second.changes[0].json().unwrap()).unwrap();
-    assert_eq!(merged["price"], 2.0, "a patch is published as the full merged record");
+    let merged: serde_json::Value =
+        serde_json::from_slice(second.changes[0].json().unwrap()).unwrap();
+    assert_eq!(
+        merged["price"], 2.0,
+        "a patch is published as the full merged record"
+    );
     assert_eq!(merged["name"], "Product p1");
     let third = feed.try_recv().unwrap();
     assert_eq!(third.changes[0].kind, ChangeKind::Delete);
@@ -239,7 +307,8 @@ fn commits_are_published_in_order_with_every_record_written() {
 
     let logged: Vec<u64> = db.changes_since(0).map(|e| e.unwrap().0).collect();
     assert_eq!(logged, [first.seq, second.seq, third.seq]);
-    let entry: serde_json::Value = serde_json::from_slice(&db.changes_since(second.seq).next().unwrap().unwrap().1).unwrap();
+    let entry: serde_json::Value =
+        serde_json::from_slice(&db.changes_since(second.seq).next().unwrap().unwrap().1).unwrap();
     assert_eq!(entry["changes"][0]["type"], "delete");
     assert_eq!(entry["changes"][0]["id"], "p1");
 }
@@ -247,13 +316,17 @@ fn commits_are_published_in_order_with_every_record_written() {
 #[test]
 fn durable_mode_group_commits_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::builder(dir.path()).durability(harper::Durability::Sync).open().unwrap();
+    let db = Database::builder(dir.path())
+        .durability(harper::Durability::Sync)
+        .open()
+        .unwrap();
     std::thread::scope(|s| {
         for t in 0..4 {
             let db = db.clone();
             s.spawn(move || {
                 for i in 0..50 {
-                    db.write(|tx| tx.put(&cart_item(&format!("c{t}-{i}"), "p1", "s", 1))).unwrap();
+                    db.write(|tx| tx.put(&cart_item(&format!("c{t}-{i}"), "p1", "s", 1)))
+                        .unwrap();
                 }
             });
         }

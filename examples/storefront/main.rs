@@ -22,8 +22,19 @@ const CATEGORIES: &[(&str, &str)] = &[
     ("grocery", "Grocery"),
 ];
 
-const ADJECTIVES: &[&str] = &["Deluxe", "Ultra", "Classic", "Compact", "Vintage", "Smart", "Eco", "Pro"];
-const NOUNS: &[&str] = &["Headphones", "Puzzle", "Lamp", "Blender", "Backpack", "Notebook", "Kettle", "Drone"];
+const ADJECTIVES: &[&str] = &[
+    "Deluxe", "Ultra", "Classic", "Compact", "Vintage", "Smart", "Eco", "Pro",
+];
+const NOUNS: &[&str] = &[
+    "Headphones",
+    "Puzzle",
+    "Lamp",
+    "Blender",
+    "Backpack",
+    "Notebook",
+    "Kettle",
+    "Drone",
+];
 
 fn seed(db: &Database) -> harper::Result<()> {
     db.write(|tx| {
@@ -39,7 +50,11 @@ fn seed(db: &Database) -> harper::Result<()> {
             let stock = ((i * 37) % 60) as i32;
             tx.put(&Product {
                 id: format!("prod-{i:05}").into(),
-                name: format!("{} {} {i:05}", ADJECTIVES[i % ADJECTIVES.len()], NOUNS[(i / 3) % NOUNS.len()]),
+                name: format!(
+                    "{} {} {i:05}",
+                    ADJECTIVES[i % ADJECTIVES.len()],
+                    NOUNS[(i / 3) % NOUNS.len()]
+                ),
                 description: Some("A demo product".into()),
                 price: ((i * 7919) % 50_000) as f64 / 100.0 + 1.0,
                 category_id: CATEGORIES[i % CATEGORIES.len()].0.into(),
@@ -83,9 +98,16 @@ fn main() -> harper::Result<()> {
         .sort_by("name");
     db.read(|tx| {
         let (rows, stats) = tx.query_with_stats(Product::DEF, &first)?;
-        println!("categoryId=electronics&inStock=true&limit=20 -> {} products ({})", rows.len(), stats.plan);
+        println!(
+            "categoryId=electronics&inStock=true&limit=20 -> {} products ({})",
+            rows.len(),
+            stats.plan
+        );
         let cheap: Vec<Product> = tx.query(&second)?;
-        println!("price=lt=100&inStock=true&sort=name -> {} products", cheap.len());
+        println!(
+            "price=lt=100&inStock=true&sort=name -> {} products",
+            cheap.len()
+        );
         for p in cheap.iter().take(5) {
             let category = p.category(tx)?.map(|c| c.name).unwrap_or_default();
             println!("  {:<28} {:>8.2}  {}", p.name, p.price, category);
@@ -105,7 +127,12 @@ mod tests {
         let db = Database::temporary().unwrap();
         seed(&db).unwrap();
         let (cats, products) = db
-            .read(|tx| Ok::<_, harper::Error>((tx.query::<Category>(&Query::new())?.len(), tx.query::<Product>(&Query::new())?.len())))
+            .read(|tx| {
+                Ok::<_, harper::Error>((
+                    tx.query::<Category>(&Query::new())?.len(),
+                    tx.query::<Product>(&Query::new())?.len(),
+                ))
+            })
             .unwrap();
         assert_eq!((cats, products), (10, 300));
         db.check_integrity().unwrap();

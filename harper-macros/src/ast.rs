@@ -106,10 +106,8 @@ impl Input {
             }
             Item::Union(mut item) => {
                 attr::take_container_attrs(cx, &mut item.attrs, &mut export);
-                let mut fields = Fields::Named(item.fields.clone());
-                attr::strip_field_attrs(&mut fields);
-                if let Fields::Named(fields) = fields {
-                    item.fields = fields;
+                for field in &mut item.fields.named {
+                    field.attrs.retain(|a| !attr::is_field_attr(a));
                 }
                 let (union_token, ident) = (&item.union_token, &item.ident);
                 cx.error_spanned_by(

@@ -301,6 +301,14 @@ impl FieldAttrs {
             } else {
                 if path == SERDE {
                     serde.push(attr.clone());
+                } else if path == CFG {
+                    // Attribute macros see fields before `cfg` removes them: the definition
+                    // would list a field the struct does not have.
+                    cx.error_spanned_by(
+                        attr,
+                        "`#[cfg]` is not supported on `#[table]` fields: a table's fields \
+                         cannot depend on the build configuration",
+                    );
                 }
                 return true;
             }

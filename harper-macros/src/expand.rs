@@ -78,6 +78,8 @@ fn with_serde(mut item: ItemStruct, table: &Table) -> ItemStruct {
         }
         for rel in &table.relationships {
             if let Some(f) = fields.named.iter_mut().nth(rel.index) {
+                // A marker holds nothing and is never read: no "field is never read" warning.
+                f.attrs.insert(0, parse_quote!(#[allow(dead_code)]));
                 f.attrs.insert(0, parse_quote!(#[serde(skip)]));
             }
         }
@@ -111,14 +113,14 @@ fn table_impl(table: &Table) -> TokenStream {
         #[automatically_derived]
         impl ::harper::Table for #ident {
             const DEF: &'static ::harper::schema::TableDef = {
-                static DEF: ::harper::schema::TableDef = ::harper::schema::TableDef {
+                static __HARPER_TABLE_DEF: ::harper::schema::TableDef = ::harper::schema::TableDef {
                     name: #name,
                     export: #export,
                     fields: &[#(#fields),*],
                     primary_key: #primary_key,
                     relationships: &[#(#relationships),*],
                 };
-                &DEF
+                &__HARPER_TABLE_DEF
             };
         }
     }

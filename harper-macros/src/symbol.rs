@@ -13,6 +13,7 @@ pub const TABLE: Symbol = Symbol("table");
 pub const EXPORT: Symbol = Symbol("export");
 pub const SERDE: Symbol = Symbol("serde");
 pub const DERIVE: Symbol = Symbol("derive");
+pub const CFG: Symbol = Symbol("cfg");
 /// The crate name users may prefix our attributes with (`#[harper::table]`).
 pub const HARPER: Symbol = Symbol("harper");
 

@@ -557,6 +557,37 @@ fn field_attribute_arguments() {
 }
 
 #[test]
+fn cfg_fields() {
+    assert_eq!(
+        error(
+            quote!(),
+            quote!(
+                struct P {
+                    #[primary_key]
+                    id: Id,
+                    #[cfg(feature = "x")]
+                    extra: String,
+                }
+            )
+        ),
+        "`#[cfg]` is not supported on `#[table]` fields: a table's fields cannot depend on the \
+         build configuration"
+    );
+    // `cfg_attr` for other attributes is fine.
+    valid(
+        quote!(),
+        quote!(
+            struct P {
+                #[primary_key]
+                id: Id,
+                #[cfg_attr(test, allow(dead_code))]
+                extra: String,
+            }
+        ),
+    );
+}
+
+#[test]
 fn indexed_types() {
     assert_eq!(
         error(
@@ -974,10 +1005,10 @@ fn expansion() {
             r#"# [serde (rename = "categoryId")] pub category_id : Id"#,
             r#"# [serde (rename = "SKU")] pub sku : Option < String >"#,
             r#"# [serde (rename = "stockQuantity")] # [serde (default)] pub stock_quantity : i64"#,
-            r#"# [serde (skip)] pub category : Link < Category >"#,
+            r#"# [serde (skip)] # [allow (dead_code)] pub category : Link < Category >"#,
             r#"impl :: harper :: Table for Product {
                  const DEF : & 'static :: harper :: schema :: TableDef = {
-                   static DEF : :: harper :: schema :: TableDef = :: harper :: schema :: TableDef {
+                   static __HARPER_TABLE_DEF : :: harper :: schema :: TableDef = :: harper :: schema :: TableDef {
                    name : "Product" , export : :: core :: option :: Option :: None , fields : & ["#,
             r#":: harper :: schema :: FieldDef { name : "categoryId" , rust_name : "category_id" ,
                  ty : :: harper :: schema :: FieldType { scalar : :: harper :: schema :: Scalar :: Id , optional : false , list : false } ,

@@ -5,6 +5,10 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 /// A struct annotated with `#[table]`. Implemented by the macro; never by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `#[table]` struct",
+    label = "add `#[table]` to `{Self}`"
+)]
 pub trait Table: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The table's schema.
     const DEF: &'static TableDef;

@@ -660,6 +660,35 @@ fn for_each_row(
     }
 }
 
+/// Whether a condition on `field` holds exactly for the keys in its index ranges.
+fn implied_by_ranges(field: &FieldDef, test: &Test) -> bool {
+    match test {
+        Test::Cmp(Op::Eq | Op::Lt | Op::Le | Op::Gt | Op::Ge, _)
+        | Test::Text(Op::StartsWith, _)
+        | Test::In(_) => true,
+        // An empty list is indexed as null but is not null.
+        Test::Null(true) => !field.ty.list,
+        _ => false,
+    }
+}
+
+/// The part of a top-level conjunction that scanning `field`'s ranges does not guarantee.
+fn residual_filter(filter: &CFilter, def: &TableDef, field: usize) -> CFilter {
+    let implied = |f: &CFilter| matches!(f, CFilter::Cond(c) if c.field == field && implied_by_ranges(&def.fields[field], &c.test));
+    match filter {
+        CFilter::And(items) => {
+            let rest: Vec<CFilter> = items.iter().filter(|f| !implied(f)).cloned().collect();
+            match rest.len() {
+                0 => CFilter::True,
+                1 => rest.into_iter().next().unwrap_or(CFilter::True),
+                _ => CFilter::And(rest),
+            }
+        }
+        f if implied(f) => CFilter::True,
+        f => f.clone(),
+    }
+}
+
 /// Resolved sort keys: field positions and directions.
 fn compile_sort(def: &'static TableDef, sort: &[Sort]) -> Result<Vec<(usize, bool)>> {
     sort.iter()
@@ -800,7 +829,10 @@ pub(crate) fn run<R: Reader>(
         }
     } else {
         // A capped probe says only "at least PROBE": count on up to the in-memory threshold.
+        let on_sort_key = |c: &Candidate| sort.first().is_some_and(|s| s.0 == c.field);
         let chosen = match chosen {
+            // The ordered scan of the sort key uses this very candidate's ranges: no contest.
+            Some((c, _)) if on_sort_key(&c) => Some((c, usize::MAX)),
             Some((c, n)) if sort_access.is_some() && n >= PROBE => {
                 let n = count(src, &store, &c, SORT_IN_MEMORY_BELOW)?;
                 Some((c, n))
@@ -843,6 +875,12 @@ pub(crate) fn run<R: Reader>(
         ),
     };
 
+    // Conditions exactly implied by the scanned ranges need no re-check on the record.
+    let residual = match &access {
+        Access::Index { cand, .. } => residual_filter(&filter, def, cand.field),
+        _ => filter.clone(),
+    };
+
     // Rows come out of an ordered scan already sorted by the first key.
     let ordered_by_first_key = matches!(&access, Access::Index { cand, .. } if sort.first().is_some_and(|s| s.0 == cand.field));
     // Ties are broken by ascending primary key, which only an ascending scan yields as is.
@@ -851,11 +889,16 @@ pub(crate) fn run<R: Reader>(
     let stop_at = Cell::new(None::<usize>);
     for_each_row(src, &store, &access, |k, bytes| {
         let stored = StoredRecord::from_stored(k, bytes)?;
-        let rec = stored.record(def)?;
-        if !eval(&filter, &rec) {
-            return Ok(true);
-        }
-        let sort_keys: Vec<Atom> = sort.iter().map(|&(f, d)| sort_atom(&rec, f, d)).collect();
+        let sort_keys: Vec<Atom> = if matches!(residual, CFilter::True) && sorted_output {
+            // Nothing to check and nothing to sort: the record is not even parsed.
+            Vec::new()
+        } else {
+            let rec = stored.record(def)?;
+            if !eval(&residual, &rec) {
+                return Ok(true);
+            }
+            sort.iter().map(|&(f, d)| sort_atom(&rec, f, d)).collect()
+        };
         if let Some(w) = wanted {
             if sorted_output && rows.len() + 1 >= w {
                 rows.push(Row { stored, sort_keys });

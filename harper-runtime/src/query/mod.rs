@@ -8,3 +8,6 @@ pub(crate) use exec::{project, related_records, run};
 pub use model::{
     Attr, Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort, attr,
 };
+mod parse;
+
+pub use parse::{ParseError, parse_query};

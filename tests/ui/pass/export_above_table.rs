@@ -1,3 +1,5 @@
+#![deny(warnings)] // generated code must not warn
+
 use harper::prelude::*;
 
 // `#[export]` above `#[table]` runs first and hands its options to `#[table]`.

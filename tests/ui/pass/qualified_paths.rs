@@ -1,5 +1,6 @@
 // No prelude, no imports: the generated code must name everything by absolute path.
 #![no_implicit_prelude]
+#![deny(warnings)]
 
 #[::harper::table]
 #[::harper::export]

@@ -1,3 +1,5 @@
+#![deny(warnings)] // generated code must not warn
+
 use harper::prelude::*;
 
 #[table(name = "inventory_item", rename_all = "snake_case")]

@@ -1,4 +1,6 @@
 // The storefront schema of harper-peer/storefront/schema.graphql, as Rust tables.
+#![deny(warnings)] // generated code must not warn
+
 use harper::prelude::*;
 
 #[table]

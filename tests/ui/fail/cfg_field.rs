@@ -1,0 +1,11 @@
+use harper::prelude::*;
+
+#[table]
+pub struct Product {
+    #[primary_key]
+    pub id: Id,
+    #[cfg(unix)]
+    pub extra: String,
+}
+
+fn main() {}
