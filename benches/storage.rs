@@ -22,7 +22,7 @@ fn product(i: usize) -> Product {
         description: Some(format!("A fine product, number {i}, for the benches")),
         price: ((i * 7919) % 100_000) as f64 / 100.0,
         category_id: format!("c{:03}", i % 1000).into(),
-        in_stock: i % 10 != 0,
+        in_stock: !i.is_multiple_of(10),
         stock_quantity: (i % 50) as i32,
         image_url: Some(format!("/img/{i}.jpg")),
         created_at: None,

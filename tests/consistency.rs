@@ -95,7 +95,7 @@ fn operand(field: &str, pick: usize) -> Value {
         "price" => json!(FLOATS[pick % FLOATS.len()]),
         "rank" => json!(INTS[pick % INTS.len()]),
         "big" => json!(BIGS[pick % BIGS.len()]),
-        "active" => json!(pick % 2 == 0),
+        "active" => json!(pick.is_multiple_of(2)),
         _ => json!((pick % 5) as i32 - 2),
     }
 }
