@@ -2,6 +2,7 @@
 //! Users depend on the `harper` facade crate, which re-exports this one.
 
 pub mod error;
+pub mod http;
 pub mod query;
 pub mod record;
 pub mod schema;

@@ -1,0 +1,4 @@
+//! The Harper-compatible REST API over warp.
+
+pub mod negotiate;
+pub mod openapi;

@@ -1,0 +1,1 @@
+//! Content negotiation and body codecs (being written).

@@ -1,0 +1,1 @@
+//! OpenAPI document generated from table definitions (being written).
