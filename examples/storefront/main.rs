@@ -1,11 +1,12 @@
 //! The storefront from Harper's tutorial: products, categories and cart items.
 //!
-//! `cargo run --example storefront [-- --data DIR]` opens (or creates) the data directory,
-//! fills a demo catalog on first start, and runs the seed's two queries through the engine.
-//! The REST server arrives with the REST API.
+//! `cargo run --example storefront [-- --addr HOST:PORT --data DIR --no-seed]` opens (or
+//! creates) the data directory, fills a demo catalog on first start (unless `--no-seed`), and
+//! serves the three tables over Harper's REST API until Ctrl-C or SIGTERM.
 
 mod schema;
 
+use harper::App;
 use harper::prelude::*;
 use schema::{CartItem, Category, Product};
 
@@ -69,53 +70,77 @@ fn seed(db: &Database) -> harper::Result<()> {
     })
 }
 
-fn main() -> harper::Result<()> {
+struct Options {
+    addr: String,
+    data: String,
+    seed: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        addr: std::env::var("HARPER_ADDR").unwrap_or_else(|_| "127.0.0.1:9926".into()),
+        data: std::env::var("HARPER_DATA").unwrap_or_else(|_| "data/storefront".into()),
+        seed: true,
+    };
     let mut args = std::env::args().skip(1);
-    let mut data = std::env::var("HARPER_DATA").unwrap_or_else(|_| "data/storefront".into());
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--data" => data = args.next().unwrap_or(data),
-            other => {
-                eprintln!("unknown argument {other}; usage: storefront [--data DIR]");
-                std::process::exit(2);
+            "--addr" => o.addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--data" => o.data = args.next().ok_or("--data needs a directory")?,
+            "--no-seed" => o.seed = false,
+            "-h" | "--help" => {
+                println!(
+                    "usage: storefront [--addr HOST:PORT] [--data DIR] [--no-seed]\n(env: HARPER_ADDR, HARPER_DATA)"
+                );
+                std::process::exit(0);
             }
+            other => return Err(format!("unknown argument {other}; see --help")),
         }
     }
-    let db = Database::open(&data)?;
-    db.register::<Product>()?;
-    db.register::<Category>()?;
-    db.register::<CartItem>()?;
-    if db.get::<Category>("electronics")?.is_none() {
-        seed(&db)?;
-        println!("seeded a demo catalog into {data}");
-    }
+    Ok(o)
+}
 
-    let first = Query::new()
-        .filter(attr("categoryId").eq("electronics") & attr("inStock").eq(true))
-        .limit(20);
-    let second = Query::new()
-        .filter(attr("price").lt(100.0) & attr("inStock").eq(true))
-        .sort_by("name");
-    db.read(|tx| {
-        let (rows, stats) = tx.query_with_stats(Product::DEF, &first)?;
-        println!(
-            "categoryId=electronics&inStock=true&limit=20 -> {} products ({})",
-            rows.len(),
-            stats.plan
-        );
-        let cheap: Vec<Product> = tx.query(&second)?;
-        println!(
-            "price=lt=100&inStock=true&sort=name -> {} products",
-            cheap.len()
-        );
-        for p in cheap.iter().take(5) {
-            let category = p.category(tx)?.map(|c| c.name).unwrap_or_default();
-            println!("  {:<28} {:>8.2}  {}", p.name, p.price, category);
+#[tokio::main]
+async fn main() -> harper::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
         }
-        Ok::<_, harper::Error>(())
-    })?;
-    println!("data directory: {data} (the REST server arrives with the REST API)");
+    };
+    let db = Database::open(&o.data)?;
+    let app = App::new(db.clone())
+        .table::<Product>()
+        .table::<Category>()
+        .table::<CartItem>();
+    if o.seed && db.get::<Category>("electronics")?.is_none() {
+        seed(&db)?;
+        tracing::info!(data = %o.data, "seeded a demo catalog (10 categories, 300 products)");
+    }
+    let server = app.bind(&o.addr).await?;
+    let addr = server.local_addr();
+    println!("harper storefront on http://{addr}/  (data: {})", o.data);
+    println!("  curl 'http://{addr}/Product/?categoryId=electronics&inStock=true&limit=20'");
+    println!("  curl 'http://{addr}/Product/?price=lt=100&inStock=true&sort=name'");
+    println!("  curl http://{addr}/openapi");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod http;
 pub mod query;
 pub mod record;
 pub mod schema;
+pub mod server;
 pub mod storage;
 pub mod types;
 
@@ -13,6 +14,7 @@ pub use error::{Error, Result};
 pub use query::{Query, QueryStats, attr};
 pub use record::Record;
 pub use schema::{Table, TableDef};
+pub use server::{App, Server};
 pub use storage::key::Atom;
 pub use storage::tx::StoredRecord;
 pub use storage::{
@@ -24,6 +26,7 @@ pub use types::{Id, Link, Links};
 pub mod prelude {
     pub use crate::query::{Filter, Query, attr};
     pub use crate::schema::Table;
+    pub use crate::server::App;
     pub use crate::storage::{Database, Reader, WriteTx};
     pub use crate::types::{Id, Link, Links};
 }

@@ -748,6 +748,22 @@ pub(crate) fn run<R: Reader>(
     def: &'static TableDef,
     query: &Query,
 ) -> Result<(Vec<StoredRecord>, QueryStats)> {
+    let mut out = Vec::new();
+    let stats = run_each(r, def, query, &mut |row| {
+        out.push(row);
+        Ok(true)
+    })?;
+    Ok((out, stats))
+}
+
+/// Runs `query`, handing each result row to `sink` in order (`sink` returns false to stop).
+/// Rows stream as they are found unless the query needs an in-memory sort.
+pub(crate) fn run_each<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    query: &Query,
+    sink: &mut dyn FnMut(StoredRecord) -> Result<bool>,
+) -> Result<QueryStats> {
     let store = r.store(def)?;
     let mut stats = QueryStats::default();
     let filter = match &query.filter {
@@ -758,7 +774,7 @@ pub(crate) fn run<R: Reader>(
     let wanted = query.limit.map(|l| l.saturating_add(query.offset));
     if wanted == Some(0) || matches!(filter, CFilter::False) {
         stats.plan = "nothing (empty result)".into();
-        return Ok((Vec::new(), stats));
+        return Ok(stats);
     }
 
     let view = r.view();
@@ -887,6 +903,7 @@ pub(crate) fn run<R: Reader>(
     let sorted_output = !needs_sort || (ordered_by_first_key && sort.len() == 1 && !sort[0].1);
     let mut rows: Vec<Row> = Vec::new();
     let stop_at = Cell::new(None::<usize>);
+    let (mut skipped, mut emitted) = (0usize, 0usize);
     for_each_row(src, &store, &access, |k, bytes| {
         let stored = StoredRecord::from_stored(k, bytes)?;
         let sort_keys: Vec<Atom> = if matches!(residual, CFilter::True) && sorted_output {
@@ -899,11 +916,17 @@ pub(crate) fn run<R: Reader>(
             }
             sort.iter().map(|&(f, d)| sort_atom(&rec, f, d)).collect()
         };
-        if let Some(w) = wanted {
-            if sorted_output && rows.len() + 1 >= w {
-                rows.push(Row { stored, sort_keys });
-                return Ok(false);
+        if sorted_output {
+            // Already in order: stream it (after the offset), stop at the limit.
+            if skipped < query.offset {
+                skipped += 1;
+                return Ok(true);
             }
+            emitted += 1;
+            let more = sink(stored)?;
+            return Ok(more && query.limit.is_none_or(|l| emitted < l));
+        }
+        if let Some(w) = wanted {
             if ordered_by_first_key && !sorted_output {
                 // Keep reading until the first key changes after `w` rows (ties may reorder).
                 if let Some(stop_len) = stop_at.get() {
@@ -921,16 +944,19 @@ pub(crate) fn run<R: Reader>(
     })?;
     if !sorted_output {
         rows.sort_by(|a, b| cmp_rows(a, b, &sort));
+        let page = rows
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit.unwrap_or(usize::MAX));
+        for row in page {
+            if !sink(row.stored)? {
+                break;
+            }
+        }
     }
-    let out: Vec<StoredRecord> = rows
-        .into_iter()
-        .skip(query.offset)
-        .take(query.limit.unwrap_or(usize::MAX))
-        .map(|r| r.stored)
-        .collect();
     stats.index_entries_read += counters.index_entries.get();
     stats.records_read += counters.records.get();
-    Ok((out, stats))
+    Ok(stats)
 }
 
 /// The records `rel` of `rec` points to.
@@ -992,7 +1018,7 @@ pub(crate) fn project<R: Reader>(
         .collect()
 }
 
-fn check_select(def: &'static TableDef, select: &Select) -> Result<()> {
+pub(crate) fn check_select(def: &'static TableDef, select: &Select) -> Result<()> {
     if select.shape == SelectShape::Values && select.items.len() != 1 {
         return Err(Error::invalid_query(
             def.name,
@@ -1051,7 +1077,12 @@ fn related_value<R: Reader>(
     }
 }
 
-fn shape<R: Reader>(r: &R, def: &'static TableDef, rec: &Record, select: &Select) -> Result<Value> {
+pub(crate) fn shape<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    rec: &Record,
+    select: &Select,
+) -> Result<Value> {
     let mut pairs: Vec<(String, Value)> = Vec::with_capacity(select.items.len());
     for item in &select.items {
         match item {

@@ -166,6 +166,33 @@ pub trait Reader {
         query::run(self, def, query)
     }
 
+    /// Runs `query`, handing each matching record to `sink` in order as it is found (rows
+    /// are buffered only when the query needs an in-memory sort); `sink` returns false to stop.
+    fn query_each(
+        &self,
+        def: &'static TableDef,
+        query: &Query,
+        sink: &mut dyn FnMut(StoredRecord) -> Result<bool>,
+    ) -> Result<QueryStats>
+    where
+        Self: Sized,
+    {
+        query::run_each(self, def, query, sink)
+    }
+
+    /// Shapes already-fetched rows by `select` (whole records when `None`).
+    fn query_json_rows(
+        &self,
+        def: &'static TableDef,
+        rows: &[StoredRecord],
+        select: Option<&query::Select>,
+    ) -> Result<Vec<Value>>
+    where
+        Self: Sized,
+    {
+        query::project(self, def, rows, select)
+    }
+
     /// The query's answer as JSON values, shaped by its `select` (relationships resolved).
     fn query_json(&self, def: &'static TableDef, query: &Query) -> Result<Vec<Value>>
     where

@@ -1,0 +1,823 @@
+//! The REST resources, Harper's URL layout:
+//! - `/T/` collection: GET/HEAD (query), POST (create), DELETE (delete matches), OPTIONS;
+//! - `/T/<id>` record: GET/HEAD, PUT (create or replace), PATCH (merge), DELETE, OPTIONS;
+//! - `/T/<id>.<attr>` one property (GET/HEAD);
+//! - `/T` the table's description (or a collection query when a query string is given).
+//!
+//! Handlers return responses, never rejections, so no request falls through to another
+//! route. Reads of single records run inline (fjall point reads take microseconds); writes
+//! and collection queries run on the blocking pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures::{Stream, StreamExt};
+use serde_json::{Map, Value, json};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use warp::reply::Response;
+
+use super::error::ApiError;
+use super::negotiate::{self, CollectionEncoder, Format};
+use crate::error::Error;
+use crate::query::{self, Query, Select, parse_query};
+use crate::record::{Record, json_kind};
+use crate::schema::{RelationshipKind, Scalar, TableDef};
+use crate::storage::key::Atom;
+use crate::storage::{Database, Reader, StoredRecord};
+
+/// Longest primary key accepted in a URL or body, in bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+/// Tables above this many records refuse a sort on a non-indexed attribute with no condition.
+pub const SORT_SCAN_LIMIT: u64 = 10_000;
+
+const COLLECTION_ALLOW: &str = "GET, HEAD, POST, DELETE, OPTIONS";
+const RECORD_ALLOW: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
+const TABLE_ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// Shared by every request.
+pub struct ApiState {
+    pub db: Database,
+    /// Exported tables by URL segment.
+    pub tables: HashMap<&'static str, &'static TableDef>,
+    pub body_limit: usize,
+}
+
+/// What a request addresses.
+enum Target<'a> {
+    Description(&'static TableDef),
+    Collection(&'static TableDef),
+    Record(&'static TableDef, &'a str),
+    OpenApi,
+}
+
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+}
+
+pub async fn handle<S, B>(state: Arc<ApiState>, req: Request, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    match dispatch(&state, &req, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn route<'a>(state: &ApiState, path: &'a str) -> Result<Target<'a>, ApiError> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    if rest == "openapi" {
+        return Ok(Target::OpenApi);
+    }
+    let (table, tail) = match rest.split_once('/') {
+        Some((t, tail)) => (t, Some(tail)),
+        None => (rest, None),
+    };
+    let def = state
+        .tables
+        .get(table)
+        .copied()
+        .ok_or_else(|| ApiError::not_found(format!("no table is exported at /{table}/")))?;
+    match tail {
+        None => Ok(Target::Description(def)),
+        Some("") => Ok(Target::Collection(def)),
+        Some(id) if !id.contains('/') => Ok(Target::Record(def, id)),
+        Some(_) => Err(ApiError::not_found(format!(
+            "no resource at {path}: a record id containing '/' must be sent percent-encoded (%2F)"
+        ))),
+    }
+}
+
+async fn dispatch<S, B>(state: &Arc<ApiState>, req: &Request, body: S) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    let target = route(state, &req.path)?;
+    let m = &req.method;
+    match target {
+        Target::OpenApi => match *m {
+            Method::GET | Method::HEAD => {
+                let mut defs: Vec<&'static TableDef> = state.tables.values().copied().collect();
+                defs.sort_by_key(|d| d.name);
+                let host = req
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1");
+                let doc = super::openapi::document(&defs, &format!("http://{host}"));
+                Ok(json_response(
+                    StatusCode::OK,
+                    doc.to_string().into_bytes(),
+                    m,
+                ))
+            }
+            _ => Err(ApiError::method_not_allowed(
+                m.as_str(),
+                "/openapi",
+                TABLE_ALLOW,
+            )),
+        },
+        Target::Description(def) => match *m {
+            Method::GET | Method::HEAD if !req.query.is_empty() => {
+                get_collection(state, def, req).await
+            }
+            Method::GET | Method::HEAD => Ok(json_response(
+                StatusCode::OK,
+                describe(state, def).to_string().into_bytes(),
+                m,
+            )),
+            Method::OPTIONS => Ok(options(TABLE_ALLOW)),
+            _ => Err(ApiError::method_not_allowed(
+                m.as_str(),
+                &format!("/{} (the table description)", export(def)),
+                TABLE_ALLOW,
+            )),
+        },
+        Target::Collection(def) => match *m {
+            Method::GET | Method::HEAD => get_collection(state, def, req).await,
+            Method::POST => post(state, def, req, body).await,
+            Method::DELETE => delete_matching(state, def, req).await,
+            Method::OPTIONS => Ok(options(COLLECTION_ALLOW)),
+            _ => Err(ApiError::method_not_allowed(
+                m.as_str(),
+                &format!(
+                    "/{}/ (a collection; address a record as /{}/<id>)",
+                    export(def),
+                    export(def)
+                ),
+                COLLECTION_ALLOW,
+            )),
+        },
+        Target::Record(def, raw_id) => {
+            let id = decode_id(raw_id)?;
+            match *m {
+                Method::GET | Method::HEAD => get_record(state, def, &id, req),
+                Method::PUT => put(state, def, &id, req, body).await,
+                Method::PATCH => patch(state, def, &id, req, body).await,
+                Method::DELETE => delete_record(state, def, &id).await,
+                Method::OPTIONS => Ok(options(RECORD_ALLOW)),
+                _ => Err(ApiError::method_not_allowed(
+                    m.as_str(),
+                    &format!("a record (create records with POST /{}/)", export(def)),
+                    RECORD_ALLOW,
+                )),
+            }
+        }
+    }
+}
+
+fn export(def: &TableDef) -> &'static str {
+    def.export_name().unwrap_or(def.name)
+}
+
+fn decode_id(raw: &str) -> Result<String, ApiError> {
+    let id = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_id",
+                "the record id is not valid UTF-8 once percent-decoded",
+            )
+        })?
+        .into_owned();
+    if id.len() > MAX_ID_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            format!(
+                "record ids are limited to {MAX_ID_BYTES} bytes; this one has {}",
+                id.len()
+            ),
+        ));
+    }
+    Ok(id)
+}
+
+/// The primary-key value of a URL id, typed by the table's key.
+fn key_value(def: &'static TableDef, id: &str) -> Result<Value, ApiError> {
+    match def.primary_key().ty.scalar {
+        Scalar::Int { .. } => {
+            let n: Option<Value> = id
+                .parse::<i64>()
+                .ok()
+                .map(Value::from)
+                .or_else(|| id.parse::<u64>().ok().map(Value::from));
+            n.ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_id",
+                    format!("{} ids are integers; {id:?} is not one", def.name),
+                )
+            })
+        }
+        _ => Ok(Value::String(id.to_owned())),
+    }
+}
+
+fn header_str<'a>(req: &'a Request, name: header::HeaderName) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn response_format(req: &Request) -> Result<Format, ApiError> {
+    negotiate::response_format(header_str(req, header::ACCEPT))
+        .map_err(|e| ApiError::new(StatusCode::NOT_ACCEPTABLE, "not_acceptable", e.to_string()))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, method: &Method) -> Response {
+    bytes_response(status, Format::Json, body, method)
+}
+
+fn bytes_response(status: StatusCode, format: Format, body: Vec<u8>, method: &Method) -> Response {
+    let len = body.len();
+    let mut r = if *method == Method::HEAD {
+        Response::new(Vec::new().into())
+    } else {
+        Response::new(body.into())
+    };
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if *method == Method::HEAD {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if format == Format::Csv {
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"data.csv\""),
+        );
+    }
+    r
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut r = Response::new(Vec::new().into());
+    *r.status_mut() = status;
+    r
+}
+
+fn options(allow: &'static str) -> Response {
+    let mut r = empty(StatusCode::NO_CONTENT);
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn etag(version: u64) -> String {
+    format!("\"{version:x}\"")
+}
+
+fn not_modified(req: &Request, tag: &str) -> bool {
+    header_str(req, header::IF_NONE_MATCH).is_some_and(|v| {
+        v.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t == tag || t.strip_prefix("W/") == Some(tag))
+    })
+}
+
+// ---- reads -------------------------------------------------------------------------------
+
+fn describe(state: &ApiState, def: &'static TableDef) -> Value {
+    let mut attributes: Vec<Value> = def
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut a = json!({
+                "name": f.name,
+                "type": f.ty.scalar.type_name(),
+                "indexed": f.indexed,
+                "nullable": f.ty.optional,
+                "list": f.ty.list,
+            });
+            if i == def.primary_key {
+                a["isPrimaryKey"] = Value::Bool(true);
+            }
+            a
+        })
+        .collect();
+    for rel in def.relationships {
+        let target = (rel.target)();
+        let relationship = match rel.kind {
+            RelationshipKind::From { field } => json!({ "from": field }),
+            RelationshipKind::To { rust_field } => {
+                json!({ "to": target.field_by_rust_name(rust_field).map_or(rust_field, |f| f.name) })
+            }
+        };
+        attributes
+            .push(json!({ "name": rel.name, "type": target.name, "relationship": relationship }));
+    }
+    json!({
+        "name": def.name,
+        "records": "./",
+        "primaryKey": def.primary_key().name,
+        "recordCount": state.db.approximate_len(def).unwrap_or(0),
+        "attributes": attributes,
+    })
+}
+
+/// Splits `/T/<id>.<suffix>` when the whole id names no record: a property, or a format.
+enum RecordPath {
+    Whole,
+    Property(String, String),
+    Formatted(String, Format),
+}
+
+fn split_suffix(def: &'static TableDef, id: &str) -> Option<RecordPath> {
+    let (base, suffix) = id.rsplit_once('.')?;
+    if def.field(suffix).is_some() || def.relationship(suffix).is_some() {
+        return Some(RecordPath::Property(base.to_owned(), suffix.to_owned()));
+    }
+    let format = match suffix {
+        "json" => Format::Json,
+        "cbor" => Format::Cbor,
+        "msgpack" => Format::MsgPack,
+        "csv" => Format::Csv,
+        _ => return None,
+    };
+    Some(RecordPath::Formatted(base.to_owned(), format))
+}
+
+fn parse(def: &'static TableDef, raw: &str) -> Result<Query, ApiError> {
+    let is_attribute = |name: &str| def.field(name).is_some() || def.relationship(name).is_some();
+    parse_query(raw, &is_attribute)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+}
+
+fn get_record(
+    state: &ApiState,
+    def: &'static TableDef,
+    id: &str,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let mut format = response_format(req)?;
+    let query = if req.query.is_empty() {
+        Query::default()
+    } else {
+        parse(def, &req.query)?
+    };
+    if query.filter.is_some() || !query.sort.is_empty() || query.limit.is_some() || query.offset > 0
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "a record URL takes only select(...); query the collection /{}/?... instead",
+                export(def)
+            ),
+        ));
+    }
+    let db = &state.db;
+    let key = key_value(def, id).map(|v| json_atom(&v));
+    let found = match &key {
+        Ok(k) => db.read(|tx| tx.get_stored(def, k.clone()))?,
+        Err(_) => None,
+    };
+    let (row, path) = match found {
+        Some(row) => (row, RecordPath::Whole),
+        None => {
+            let Some(path) = split_suffix(def, id) else {
+                key?;
+                return Err(ApiError::not_found(format!(
+                    "{} {id} does not exist",
+                    def.name
+                )));
+            };
+            let base = match &path {
+                RecordPath::Property(b, _) | RecordPath::Formatted(b, _) => b.clone(),
+                RecordPath::Whole => id.to_owned(),
+            };
+            let k = json_atom(&key_value(def, &base)?);
+            match db.read(|tx| tx.get_stored(def, k))? {
+                Some(row) => (row, path),
+                None => {
+                    return Err(ApiError::not_found(format!(
+                        "{} {base} does not exist",
+                        def.name
+                    )));
+                }
+            }
+        }
+    };
+    let tag = etag(row.version());
+    if not_modified(req, &tag) {
+        return Ok(empty(StatusCode::NOT_MODIFIED));
+    }
+    let body = match (&path, &query.select) {
+        (RecordPath::Property(_, attr), _) => {
+            let sel = Select {
+                shape: query::SelectShape::Values,
+                items: vec![query::SelectItem::Attribute(attr.clone())],
+            };
+            let v =
+                db.read(|tx| tx.query_json_rows(def, std::slice::from_ref(&row), Some(&sel)))?;
+            negotiate::encode_value(format, v.first().unwrap_or(&Value::Null))
+        }
+        (_, Some(select)) => {
+            if let RecordPath::Formatted(_, f) = path {
+                format = f;
+            }
+            let v =
+                db.read(|tx| tx.query_json_rows(def, std::slice::from_ref(&row), Some(select)))?;
+            negotiate::encode_value(format, v.first().unwrap_or(&Value::Null))
+        }
+        (_, None) => {
+            if let RecordPath::Formatted(_, f) = path {
+                format = f;
+            }
+            match format {
+                Format::Json => row.json().to_vec(),
+                other => negotiate::encode_value(other, &row.to_value()?),
+            }
+        }
+    };
+    let mut r = bytes_response(StatusCode::OK, format, body, &req.method);
+    let h = r.headers_mut();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\"")),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    Ok(r)
+}
+
+fn json_atom(v: &Value) -> Atom {
+    match v {
+        Value::String(s) => Atom::Str(s.clone()),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Atom::Int)
+            .or_else(|| n.as_u64().map(Atom::from_u64))
+            .unwrap_or(Atom::Null),
+        _ => Atom::Null,
+    }
+}
+
+/// Refuses sorts that would read and sort a whole large table in memory.
+fn check_sort_cost(state: &ApiState, def: &'static TableDef, q: &Query) -> Result<(), ApiError> {
+    let Some(first) = q.sort.first() else {
+        return Ok(());
+    };
+    let Some(field) = def.field(&first.attribute) else {
+        return Ok(());
+    };
+    if field.indexed || q.filter.is_some() {
+        return Ok(());
+    }
+    let len = state.db.approximate_len(def)?;
+    if len > SORT_SCAN_LIMIT {
+        return Err(ApiError::bad_request(
+            "query_too_expensive",
+            format!(
+                "sorting {} ({len} records) by {} would read and sort every record: {} is not indexed. \
+                 Add a condition on an indexed attribute, sort by an indexed attribute, or declare {} #[indexed]",
+                def.name, field.name, field.name, field.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+enum Chunk {
+    Data(Bytes),
+    Fail(ApiError),
+}
+
+/// Size at which a streaming response hands a chunk to the connection.
+const CHUNK: usize = 32 * 1024;
+
+async fn get_collection(
+    state: &Arc<ApiState>,
+    def: &'static TableDef,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let format = response_format(req)?;
+    let query = parse(def, &req.query)?;
+    if let Some(sel) = &query.select {
+        query::check_select(def, sel)?;
+    }
+    check_sort_cost(state, def, &query)?;
+    if req.method == Method::HEAD {
+        return Ok(bytes_response(
+            StatusCode::OK,
+            format,
+            Vec::new(),
+            &req.method,
+        ));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let failed = tx.clone();
+        let outcome = db.read(|rtx| {
+            let mut encoder = CollectionEncoder::new(format);
+            let mut buf = Vec::with_capacity(CHUNK + 4096);
+            encoder.begin(&mut buf);
+            let select = query.select.clone();
+            let mut gone = false;
+            rtx.query_each(def, &query, &mut |row: StoredRecord| {
+                match &select {
+                    None => encoder.push_json_bytes(row.json(), &mut buf),
+                    Some(sel) => {
+                        let v = query::shape(rtx, def, &row.record(def)?, sel)?;
+                        encoder.push_value(&v, &mut buf);
+                    }
+                }
+                if buf.len() >= CHUNK {
+                    let chunk = Bytes::from(std::mem::replace(
+                        &mut buf,
+                        Vec::with_capacity(CHUNK + 4096),
+                    ));
+                    if tx.blocking_send(Chunk::Data(chunk)).is_err() {
+                        gone = true; // the client went away: stop reading
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })?;
+            if !gone {
+                encoder.finish(&mut buf);
+                let _ = tx.blocking_send(Chunk::Data(Bytes::from(buf)));
+            }
+            Ok::<_, Error>(())
+        });
+        if let Err(e) = outcome {
+            let _ = failed.blocking_send(Chunk::Fail(e.into()));
+        }
+    });
+    // Errors found before the first chunk (planning, unknown attributes) get a proper status.
+    let first = match rx.recv().await {
+        Some(Chunk::Data(b)) => b,
+        Some(Chunk::Fail(e)) => return Err(e),
+        None => {
+            return Err(ApiError::from(Error::Corrupt(
+                "query task ended without output".into(),
+            )));
+        }
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Some(Chunk::Data(b)) => Some((Ok::<Bytes, std::io::Error>(b), rx)),
+            // Headers are gone: abort the body so the client sees an incomplete response.
+            Some(Chunk::Fail(e)) => Some((Err(std::io::Error::other(e.message)), rx)),
+            None => None,
+        }
+    });
+    let body = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(first) }).chain(rest);
+    let mut r = warp::reply::Reply::into_response(warp::reply::stream(SyncStream(Box::pin(body))));
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    if format == Format::Csv {
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"data.csv\""),
+        );
+    }
+    Ok(r)
+}
+
+/// warp's streaming body wants `Sync`; the stream is only ever polled by one task.
+struct SyncStream(std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>);
+
+// SAFETY: `SyncStream` exposes no `&self` methods; the inner stream is only reached through
+// `Pin<&mut Self>` in `poll_next`, so shared references can never touch it concurrently.
+unsafe impl Sync for SyncStream {}
+
+impl Stream for SyncStream {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+// ---- writes ------------------------------------------------------------------------------
+
+async fn read_body<S, B>(state: &ApiState, req: &Request, mut body: S) -> Result<Value, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is over the limit of {} bytes",
+                state.body_limit
+            ),
+        )
+    };
+    let format = negotiate::request_format(header_str(req, header::CONTENT_TYPE)).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            e.to_string(),
+        )
+    })?;
+    if let Some(len) = header_str(req, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())
+        && len > state.body_limit as u64
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            ApiError::bad_request("invalid_body", format!("reading the body failed: {e}"))
+        })?;
+        if bytes.len() + chunk.remaining() > state.body_limit {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            bytes.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    negotiate::decode_body(format, &bytes)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+}
+
+fn into_object(def: &'static TableDef, v: Value) -> Result<Map<String, Value>, ApiError> {
+    match v {
+        Value::Object(m) => Ok(m),
+        other => Err(ApiError::bad_request(
+            "invalid_record",
+            format!(
+                "a {} record must be a JSON object, not {}",
+                def.name,
+                json_kind(&other)
+            ),
+        )),
+    }
+}
+
+/// Checks that a body's primary key (if any) agrees with the URL's.
+fn check_body_key(
+    def: &'static TableDef,
+    body: &Map<String, Value>,
+    url_key: &Value,
+) -> Result<(), ApiError> {
+    let pk = def.primary_key().name;
+    match body.get(pk) {
+        None => Ok(()),
+        Some(v) if v == url_key => Ok(()),
+        Some(Value::String(s)) if url_key.as_str() == Some(s) => Ok(()),
+        Some(v) => Err(ApiError::bad_request(
+            "invalid_record",
+            format!("the body's {pk} {v} contradicts the URL's {pk} {url_key}"),
+        )),
+    }
+}
+
+async fn blocking_write<T: Send + 'static>(
+    db: &Database,
+    f: impl FnOnce(&mut crate::storage::WriteTx) -> crate::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.write(f))
+        .await
+        .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))?
+        .map_err(ApiError::from)
+}
+
+async fn put<S, B>(
+    state: &ApiState,
+    def: &'static TableDef,
+    id: &str,
+    req: &Request,
+    body: S,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    let key = key_value(def, id)?;
+    let mut object = into_object(def, read_body(state, req, body).await?)?;
+    check_body_key(def, &object, &key)?;
+    object.insert(def.primary_key().name.to_owned(), key);
+    let record = Record::from_object(def, object)?;
+    blocking_write(&state.db, move |tx| tx.put_record(record)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn patch<S, B>(
+    state: &ApiState,
+    def: &'static TableDef,
+    id: &str,
+    req: &Request,
+    body: S,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    let key = key_value(def, id)?;
+    let object = into_object(def, read_body(state, req, body).await?)?;
+    check_body_key(def, &object, &key)?;
+    let atom = json_atom(&key);
+    blocking_write(&state.db, move |tx| tx.patch_record(def, atom, object)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+async fn post<S, B>(
+    state: &ApiState,
+    def: &'static TableDef,
+    req: &Request,
+    body: S,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: Buf,
+{
+    let mut object = into_object(def, read_body(state, req, body).await?)?;
+    let pk = def.primary_key();
+    if object.get(pk.name).is_none_or(Value::is_null) {
+        match pk.ty.scalar {
+            Scalar::Id | Scalar::String => {
+                object.insert(
+                    pk.name.to_owned(),
+                    Value::String(crate::types::Id::generate().into_string()),
+                );
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_record",
+                    format!("{} needs its integer {} in the body", def.name, pk.name),
+                ));
+            }
+        }
+    }
+    let record = Record::from_object(def, object)?;
+    let id = record.key_atom()?.to_string();
+    if id.len() > MAX_ID_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            format!("record ids are limited to {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    blocking_write(&state.db, move |tx| tx.insert_record(record)).await?;
+    let body = serde_json::to_vec(&id).unwrap_or_default();
+    let mut r = json_response(StatusCode::CREATED, body, &req.method);
+    let location =
+        percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC).to_string();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+async fn delete_record(
+    state: &ApiState,
+    def: &'static TableDef,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let atom = match key_value(def, id) {
+        Ok(k) => json_atom(&k),
+        // An integer table has no record under a non-integer id: deleting it is a no-op.
+        Err(_) => {
+            return Ok(json_response(
+                StatusCode::OK,
+                b"true".to_vec(),
+                &Method::DELETE,
+            ));
+        }
+    };
+    blocking_write(&state.db, move |tx| tx.delete_key(def, atom)).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        b"true".to_vec(),
+        &Method::DELETE,
+    ))
+}
+
+async fn delete_matching(
+    state: &ApiState,
+    def: &'static TableDef,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let query = parse(def, &req.query)?;
+    let query = Query {
+        select: None,
+        ..query
+    };
+    blocking_write(&state.db, move |tx| tx.delete_where(def, &query)).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        b"true".to_vec(),
+        &Method::DELETE,
+    ))
+}

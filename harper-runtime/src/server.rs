@@ -1,0 +1,187 @@
+//! The single-process server: the REST API for the registered tables, custom routes, and
+//! graceful shutdown on Ctrl-C / SIGTERM.
+//!
+//! ```no_run
+//! # use harper_runtime::{App, Database};
+//! # async fn run() -> harper_runtime::Result<()> {
+//! let db = Database::open("data/storefront")?;
+//! App::new(db) /* .table::<Product>() ... */ .serve("127.0.0.1:9926").await
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::{Reply, Response};
+
+use crate::error::{Error, Result};
+use crate::http;
+use crate::schema::{Table, TableDef};
+use crate::storage::Database;
+
+/// How long shutdown waits for in-flight requests before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds and runs a server over a [`Database`].
+pub struct App {
+    db: Database,
+    tables: Vec<&'static TableDef>,
+    routes: Vec<BoxedFilter<(Response,)>>,
+    body_limit: usize,
+    error: Option<Error>,
+}
+
+impl App {
+    pub fn new(db: Database) -> App {
+        App {
+            db,
+            tables: Vec::new(),
+            routes: Vec::new(),
+            body_limit: http::DEFAULT_BODY_LIMIT,
+            error: None,
+        }
+    }
+
+    /// Registers table `T` (building or dropping indexes as its definition asks) and, when it
+    /// is `#[export]`ed, serves it over REST.
+    pub fn table<T: Table>(mut self) -> App {
+        if let Err(e) = self.db.register::<T>() {
+            self.error.get_or_insert(e);
+        }
+        if !self.tables.iter().any(|d| d.name == T::DEF.name) {
+            self.tables.push(T::DEF);
+        }
+        self
+    }
+
+    /// Adds custom warp routes, tried before the table routes.
+    pub fn route<F, R>(mut self, filter: F) -> App
+    where
+        F: Filter<Extract = (R,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+        R: Reply + 'static,
+    {
+        self.routes
+            .push(filter.map(|r: R| r.into_response()).boxed());
+        self
+    }
+
+    /// Largest accepted request body in bytes (default 10,000,000, as Harper); larger ones
+    /// get 413 before they are read.
+    pub fn body_limit(mut self, bytes: usize) -> App {
+        self.body_limit = bytes;
+        self
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The complete filter: custom routes, then the REST API.
+    pub fn filter(&self) -> BoxedFilter<(Response,)> {
+        let api = http::rest_api(self.db.clone(), &self.tables, self.body_limit);
+        let mut routes: Option<BoxedFilter<(Response,)>> = None;
+        for r in &self.routes {
+            routes = Some(match routes {
+                None => r.clone(),
+                Some(acc) => acc.or(r.clone()).unify().boxed(),
+            });
+        }
+        match routes {
+            Some(custom) => custom.or(api).unify().boxed(),
+            None => api,
+        }
+    }
+
+    /// Binds `addr` (port 0 picks a free port) and starts serving in the background.
+    pub async fn bind(self, addr: &str) -> Result<Server> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr}: {e}"),
+            ))
+        })?;
+        let local = listener.local_addr()?;
+        let filter = self.filter();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            warp::serve(filter)
+                .incoming(listener)
+                .graceful(async move {
+                    let _ = stopped.await;
+                })
+                .run()
+                .await;
+        });
+        Ok(Server {
+            addr: local,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Serves on `addr` until Ctrl-C or SIGTERM, then drains in-flight requests.
+    pub async fn serve(self, addr: &str) -> Result<()> {
+        let server = self.bind(addr).await?;
+        tracing::info!(addr = %server.local_addr(), "serving");
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        Ok(())
+    }
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections and waits (up to 10 s) for in-flight requests.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish in time; closing them");
+            self.task.abort();
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
