@@ -1257,3 +1257,826 @@ impl CollectionEncoder {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn accept(h: &str) -> Result<Format, NotAcceptable> {
+        response_format(Some(h))
+    }
+
+    fn record() -> Value {
+        json!({
+            "id": "prod-00001",
+            "name": "Lamp, \"deluxe\"\nedition",
+            "price": 80.18,
+            "half": 0.5,
+            "stock": -3,
+            "big": u64::MAX,
+            "small": i64::MIN,
+            "inStock": true,
+            "note": null,
+            "tags": ["a", "b", 1],
+            "category": {"id": "home", "name": "Home", "meta": {"depth": 2, "list": [1, {"x": 1.5}]}},
+            "empty": {},
+            "unicode": "héllo ✓ 𝄞"
+        })
+    }
+
+    fn cbor_of(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    fn cbor_decode(bytes: &[u8]) -> Value {
+        ciborium::from_reader(bytes).unwrap()
+    }
+
+    fn msgpack_decode(bytes: &[u8]) -> Value {
+        rmp_serde::from_slice(bytes).unwrap()
+    }
+
+    fn err(format: Format, bytes: &[u8]) -> BodyError {
+        match decode_body(format, bytes) {
+            Ok(v) => panic!("{format} body {bytes:02x?} decoded to {v}"),
+            Err(e) => e,
+        }
+    }
+
+    fn collection(format: Format, rows: &[Value], json_bytes: bool) -> Vec<u8> {
+        let mut encoder = CollectionEncoder::new(format);
+        let mut all = Vec::new();
+        let mut out = Vec::new();
+        encoder.begin(&mut out);
+        for row in rows {
+            if json_bytes {
+                encoder.push_json_bytes(&serde_json::to_vec(row).unwrap(), &mut out);
+            } else {
+                encoder.push_value(row, &mut out);
+            }
+            all.append(&mut out); // the caller drains between rows
+        }
+        encoder.finish(&mut out);
+        all.append(&mut out);
+        all
+    }
+
+    fn csv_text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    // ---- Accept ----
+
+    #[test]
+    fn content_types() {
+        assert_eq!(Format::Json.content_type(), "application/json");
+        assert_eq!(Format::Cbor.content_type(), "application/cbor");
+        assert_eq!(Format::MsgPack.content_type(), "application/x-msgpack");
+        assert_eq!(Format::Csv.content_type(), "text/csv");
+    }
+
+    #[test]
+    fn accept_examples_observed_on_harper() {
+        assert_eq!(accept("text/csv;q=0.5, application/json"), Ok(Format::Json));
+        assert_eq!(accept("*/*"), Ok(Format::Json));
+        assert_eq!(response_format(None), Ok(Format::Json));
+        assert_eq!(accept("text/csv"), Ok(Format::Csv));
+        assert_eq!(accept("application/cbor"), Ok(Format::Cbor));
+        assert_eq!(accept("application/x-msgpack"), Ok(Format::MsgPack));
+        for refused in ["text/html", "image/png", "text/plain", "text/yaml"] {
+            let e = accept(refused).unwrap_err();
+            assert!(e.message.contains(refused), "{e}");
+            for listed in ["application/json", "application/cbor", "application/x-msgpack", "text/csv"] {
+                assert!(e.message.contains(listed), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn accept_is_better_than_harper_for_msgpack() {
+        assert_eq!(accept("application/msgpack"), Ok(Format::MsgPack));
+    }
+
+    #[test]
+    fn accept_absent_or_empty_is_json() {
+        assert_eq!(accept(""), Ok(Format::Json));
+        assert_eq!(accept("   "), Ok(Format::Json));
+        assert_eq!(accept(" , ,"), Ok(Format::Json));
+    }
+
+    #[test]
+    fn accept_ranges_and_case() {
+        assert_eq!(accept("application/*"), Ok(Format::Json));
+        assert_eq!(accept("text/*"), Ok(Format::Csv));
+        assert_eq!(accept("APPLICATION/CBOR"), Ok(Format::Cbor));
+        assert_eq!(accept("Text/CSV; Q=1"), Ok(Format::Csv));
+        assert_eq!(accept("text/html, */*;q=0.1"), Ok(Format::Json));
+        assert_eq!(accept("application/json; charset=utf-8"), Ok(Format::Json));
+        assert_eq!(accept("application/json;q=0.9;charset=utf-8, text/csv"), Ok(Format::Csv));
+        // The more specific range decides, whichever order they come in.
+        assert_eq!(accept("application/*;q=0, application/cbor"), Ok(Format::Cbor));
+        assert_eq!(accept("application/cbor, application/*;q=0"), Ok(Format::Cbor));
+        assert_eq!(accept("*/*;q=0.1, text/*;q=0"), Ok(Format::Json));
+        assert_eq!(accept("text/*;q=0, */*"), Ok(Format::Json));
+        assert_eq!(accept("application/*;q=0, */*"), Ok(Format::Csv));
+    }
+
+    #[test]
+    fn accept_q_values() {
+        assert_eq!(accept("application/json;q=0.2, application/cbor;q=0.8"), Ok(Format::Cbor));
+        assert_eq!(accept("application/json;q=0, */*"), Ok(Format::Cbor));
+        assert_eq!(accept("text/csv;q=0.001"), Ok(Format::Csv));
+        assert_eq!(accept("text/csv;q=1."), Ok(Format::Csv));
+        assert_eq!(accept("text/csv;q=1.000"), Ok(Format::Csv));
+        assert!(accept("application/json;q=0").is_err());
+        assert!(accept("*/*;q=0").is_err());
+        assert!(accept("application/json;q=0.000").is_err());
+    }
+
+    #[test]
+    fn accept_ties_go_to_header_order_then_json() {
+        assert_eq!(accept("text/csv, application/json"), Ok(Format::Csv));
+        assert_eq!(accept("application/cbor;q=0.5, text/csv;q=0.5"), Ok(Format::Cbor));
+        assert_eq!(accept("text/csv;q=0.5, application/cbor;q=0.5"), Ok(Format::Csv));
+        assert_eq!(accept("application/x-msgpack, application/json"), Ok(Format::MsgPack));
+        // One range matching several formats: JSON first, then CBOR, MessagePack, CSV.
+        assert_eq!(accept("application/*"), Ok(Format::Json));
+        assert_eq!(accept("application/json;q=0, application/*"), Ok(Format::Cbor));
+        assert_eq!(accept("application/json;q=0, application/cbor;q=0, application/*"), Ok(Format::MsgPack));
+    }
+
+    #[test]
+    fn accept_malformed_entries_are_ignored() {
+        assert_eq!(accept("application/cbor;q=abc, text/csv;q=0.1"), Ok(Format::Csv));
+        assert!(accept("application/cbor;q=abc").is_err());
+        assert!(accept("application/cbor;q=1.5").is_err());
+        assert!(accept("application/cbor;q=-0").is_err());
+        assert!(accept("application/cbor;q=.5").is_err());
+        assert!(accept("application/cbor;q=0x1").is_err());
+        assert!(accept("application/cbor;q=NaN").is_err());
+        assert!(accept("application/cbor;q=").is_err());
+        assert!(accept("garbage").is_err());
+        assert!(accept("*/json").is_err());
+        assert!(accept("application/").is_err());
+        assert!(accept("/json").is_err());
+        assert!(accept("application /json").is_err());
+        assert_eq!(accept("garbage, text/csv"), Ok(Format::Csv));
+        assert_eq!(accept("text/csv;level"), Ok(Format::Csv)); // a parameter without a value
+    }
+
+    #[test]
+    fn accept_quoted_parameters_may_hold_separators() {
+        assert_eq!(accept(r#"text/csv;foo="a,b;q=0", application/cbor;q=0.5"#), Ok(Format::Csv));
+        assert_eq!(accept(r#"text/html;x="\",", application/cbor"#), Ok(Format::Cbor));
+    }
+
+    #[test]
+    fn not_acceptable_message_is_bounded() {
+        let header = "x/y,".repeat(1000);
+        let e = accept(&header).unwrap_err();
+        assert!(e.message.len() < 600, "{}", e.message.len());
+        let e = accept(&"é".repeat(300)).unwrap_err();
+        assert!(e.message.contains("supported types"));
+    }
+
+    #[test]
+    fn event_stream() {
+        assert!(wants_event_stream(Some("text/event-stream")));
+        assert!(wants_event_stream(Some("application/json, TEXT/Event-Stream;q=0.2")));
+        assert!(!wants_event_stream(Some("text/event-stream;q=0")));
+        assert!(!wants_event_stream(Some("*/*")));
+        assert!(!wants_event_stream(Some("text/*")));
+        assert!(!wants_event_stream(Some("text/event-stream;q=x")));
+        assert!(!wants_event_stream(None));
+        assert!(!wants_event_stream(Some("")));
+        // Alone, it is not a body format.
+        assert!(accept("text/event-stream").is_err());
+    }
+
+    // ---- Content-Type ----
+
+    #[test]
+    fn request_formats() {
+        assert_eq!(request_format(None), Ok(Format::Json));
+        assert_eq!(request_format(Some("")), Ok(Format::Json));
+        assert_eq!(request_format(Some("application/json")), Ok(Format::Json));
+        assert_eq!(request_format(Some("application/json; charset=UTF-8")), Ok(Format::Json));
+        assert_eq!(request_format(Some("Application/JSON;charset=latin1")), Ok(Format::Json));
+        assert_eq!(request_format(Some("application/merge-patch+json")), Ok(Format::Json));
+        assert_eq!(request_format(Some("application/vnd.api+JSON")), Ok(Format::Json));
+        assert_eq!(request_format(Some("application/cbor")), Ok(Format::Cbor));
+        assert_eq!(request_format(Some("application/x-msgpack")), Ok(Format::MsgPack));
+        assert_eq!(request_format(Some("application/msgpack")), Ok(Format::MsgPack));
+    }
+
+    #[test]
+    fn request_formats_refused() {
+        for refused in [
+            "text/plain",
+            "text/csv",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/x-foo",
+            "application/+json",
+            "text/html",
+        ] {
+            let e = request_format(Some(refused)).unwrap_err();
+            let essence = refused.split(';').next().unwrap();
+            assert_eq!(e.media_type, essence);
+            assert!(e.message.contains(essence), "{e}");
+            assert!(e.message.contains("application/json"), "{e}");
+            assert!(e.message.contains("application/cbor"), "{e}");
+            assert!(e.message.contains("application/x-msgpack"), "{e}");
+        }
+        let e = request_format(Some("nonsense")).unwrap_err();
+        assert!(e.message.contains("not a media type"), "{e}");
+    }
+
+    // ---- decoding: JSON ----
+
+    #[test]
+    fn empty_bodies() {
+        for format in Format::ALL {
+            let e = err(format, b"");
+            assert_eq!(e.kind, BodyErrorKind::Empty);
+            assert_eq!(e.message, "the request body is empty");
+        }
+        assert_eq!(err(Format::Json, b" \r\n\t").kind, BodyErrorKind::Empty);
+        assert_eq!(err(Format::Json, b"\xEF\xBB\xBF").kind, BodyErrorKind::Empty);
+    }
+
+    #[test]
+    fn json_bodies() {
+        let v = decode_body(Format::Json, br#"{"b":1,"a":[true,null,"x"],"c":{"d":2.5}}"#).unwrap();
+        assert_eq!(v, json!({"b":1,"a":[true,null,"x"],"c":{"d":2.5}}));
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["b", "a", "c"], "attribute order is kept");
+        assert_eq!(decode_body(Format::Json, b"\xEF\xBB\xBF[1]").unwrap(), json!([1]));
+        assert_eq!(decode_body(Format::Json, b" \"hello\" ").unwrap(), json!("hello"));
+    }
+
+    #[test]
+    fn json_invalid_utf8_names_the_offset() {
+        let e = err(Format::Json, b"{\"a\":\"\xff\"}");
+        assert_eq!(e.kind, BodyErrorKind::InvalidUtf8);
+        assert!(e.message.contains("offset 6"), "{e}");
+    }
+
+    #[test]
+    fn json_syntax_errors_name_line_and_column() {
+        let e = err(Format::Json, b"{not json");
+        assert_eq!(e.kind, BodyErrorKind::Syntax);
+        assert!(e.message.contains("not valid JSON"), "{e}");
+        assert!(e.message.contains("line 1 column 2"), "{e}");
+        let e = err(Format::Json, b"{\n  \"a\": tru\n}");
+        assert!(e.message.contains("line 2"), "{e}");
+        let e = err(Format::Json, br#"{"a":"#);
+        assert!(e.message.contains("EOF"), "{e}");
+        let e = err(Format::Json, b"{} x");
+        assert!(e.message.contains("trailing"), "{e}");
+    }
+
+    // ---- decoding: CBOR ----
+
+    #[test]
+    fn cbor_round_trip_of_a_nested_record() {
+        let v = record();
+        assert_eq!(decode_body(Format::Cbor, &cbor_of(&v)).unwrap(), v);
+        let ours = encode_value(Format::Cbor, &v);
+        assert_eq!(cbor_decode(&ours), v);
+        assert_eq!(decode_body(Format::Cbor, &ours).unwrap(), v);
+        let keys: Vec<String> = decode_body(Format::Cbor, &ours).unwrap().as_object().unwrap().keys().cloned().collect();
+        let expected: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn cbor_forms() {
+        let d = |b: &[u8]| decode_body(Format::Cbor, b).unwrap();
+        assert_eq!(d(&[0x9f, 0x01, 0x02, 0xff]), json!([1, 2])); // indefinite array
+        assert_eq!(d(&[0xbf, 0x61, b'a', 0x01, 0xff]), json!({"a": 1})); // indefinite map
+        assert_eq!(d(&[0x7f, 0x61, b'a', 0x61, b'b', 0xff]), json!("ab")); // chunked text
+        assert_eq!(d(&[0xf7]), Value::Null); // undefined
+        assert_eq!(d(&[0xf9, 0x3e, 0x00]), json!(1.5)); // half float
+        assert_eq!(d(&[0xc1, 0x1a, 0x5f, 0x5e, 0x10, 0x00]), json!(1_600_000_000u64)); // tag 1
+        assert_eq!(d(&[0xc0, 0x61, b'x']), json!("x")); // tag 0
+        assert_eq!(d(&[0xc2, 0x41, 0x05]), json!(5)); // small bignum
+        assert_eq!(d(&[0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), json!(i64::MIN));
+    }
+
+    #[test]
+    fn cbor_values_json_cannot_hold() {
+        let cases: [(&[u8], &str); 7] = [
+            (&[0x43, 1, 2, 3], "byte string (3 bytes)"),
+            (&[0xa1, 0x61, b'a', 0x43, 1, 2, 3], "byte string"),
+            (&[0xf9, 0x7e, 0x00], "NaN"),
+            (&[0xfb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0], "not finite"),
+            (&[0xa1, 0x01, 0x61, b'a'], "map keys must be strings, found the number 1"),
+            (&[0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], "does not fit in 64 bits"),
+            (&[0xc2, 0x49, 1, 0, 0, 0, 0, 0, 0, 0, 0], "does not fit in 64 bits"),
+        ];
+        for (bytes, expected) in cases {
+            let e = err(Format::Cbor, bytes);
+            assert_eq!(e.kind, BodyErrorKind::Unrepresentable, "{e}");
+            assert!(e.message.contains(expected), "{e}");
+            assert!(e.message.contains("CBOR"), "{e}");
+            assert!(e.message.contains("at byte"), "{e}");
+        }
+    }
+
+    #[test]
+    fn cbor_syntax_errors() {
+        let e = err(Format::Cbor, &[0x82, 0x01]);
+        assert_eq!(e.kind, BodyErrorKind::Syntax);
+        assert!(e.message.contains("ends in the middle"), "{e}");
+        let e = err(Format::Cbor, &[0x01, 0x02]);
+        assert!(e.message.contains("after the end of the value (at byte 1)"), "{e}");
+        let e = err(Format::Cbor, &[0x62, 0xff, 0xfe]);
+        assert_eq!(e.kind, BodyErrorKind::Syntax, "{e}");
+        let e = err(Format::Cbor, &[0xff]);
+        assert_eq!(e.kind, BodyErrorKind::Syntax, "{e}");
+        let e = err(Format::Cbor, &[0x1c]); // reserved additional information
+        assert_eq!(e.kind, BodyErrorKind::Syntax, "{e}");
+        assert!(e.message.contains("not valid CBOR"), "{e}");
+    }
+
+    // ---- decoding: MessagePack ----
+
+    #[test]
+    fn msgpack_round_trip_of_a_nested_record() {
+        let v = record();
+        assert_eq!(decode_body(Format::MsgPack, &rmp_serde::to_vec(&v).unwrap()).unwrap(), v);
+        let ours = encode_value(Format::MsgPack, &v);
+        assert_eq!(msgpack_decode(&ours), v);
+        assert_eq!(decode_body(Format::MsgPack, &ours).unwrap(), v);
+    }
+
+    #[test]
+    fn msgpack_forms() {
+        let d = |b: &[u8]| decode_body(Format::MsgPack, b).unwrap();
+        assert_eq!(d(&[0xca, 0x3f, 0xc0, 0x00, 0x00]), json!(1.5)); // float 32
+        assert_eq!(d(&[0xc0]), Value::Null);
+        assert_eq!(d(&[0x82, 0xa1, b'b', 0x01, 0xa1, b'a', 0xe0]), json!({"b": 1, "a": -32}));
+        assert_eq!(d(&[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), json!(u64::MAX));
+    }
+
+    #[test]
+    fn msgpack_values_json_cannot_hold() {
+        let mut nan = vec![0xcb];
+        nan.extend_from_slice(&f64::NAN.to_be_bytes());
+        let cases: [(&[u8], &str); 5] = [
+            (&[0xc4, 0x03, 1, 2, 3], "byte string (3 bytes)"),
+            (&nan, "NaN"),
+            (&[0x81, 0x01, 0xa1, b'a'], "map keys must be strings, found the number 1"),
+            (&[0x81, 0x90, 0xa1, b'a'], "map keys must be strings, found an array"),
+            (&[0xd6, 0xff, 0, 0, 0, 1], "extension value"),
+        ];
+        for (bytes, expected) in cases {
+            let e = err(Format::MsgPack, bytes);
+            assert_eq!(e.kind, BodyErrorKind::Unrepresentable, "{e}");
+            assert!(e.message.contains(expected), "{e}");
+            assert!(e.message.contains("MessagePack"), "{e}");
+        }
+    }
+
+    #[test]
+    fn msgpack_syntax_errors() {
+        let e = err(Format::MsgPack, &[0x92, 0x01]);
+        assert_eq!(e.kind, BodyErrorKind::Syntax);
+        assert!(e.message.contains("ends in the middle"), "{e}");
+        let e = err(Format::MsgPack, &[0x01, 0x02]);
+        assert!(e.message.contains("after the end of the value (at byte 1)"), "{e}");
+        let e = err(Format::MsgPack, &[0x91, 0xc1]);
+        assert_eq!(e.kind, BodyErrorKind::Syntax, "{e}");
+        assert!(e.message.contains("at byte 1"), "{e}");
+        let e = err(Format::MsgPack, &[0xa2, 0xff, 0xfe]);
+        assert_eq!(e.kind, BodyErrorKind::Syntax, "{e}");
+        assert!(e.message.contains("UTF-8"), "{e}");
+        let e = err(Format::MsgPack, &[0xdd, 0xff, 0xff, 0xff, 0xff]); // huge announced array
+        assert!(e.message.contains("ends in the middle"), "{e}");
+    }
+
+    // ---- nesting ----
+
+    fn nested(format: Format, levels: usize) -> Vec<u8> {
+        match format {
+            Format::Json => format!("{}null{}", "[".repeat(levels), "]".repeat(levels)).into_bytes(),
+            Format::Cbor => [vec![0x81; levels], vec![0xf6]].concat(),
+            Format::MsgPack => [vec![0x91; levels], vec![0xc0]].concat(),
+            Format::Csv => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn nesting_limit_is_the_same_for_every_format() {
+        for format in [Format::Json, Format::Cbor, Format::MsgPack] {
+            let ok = decode_body(format, &nested(format, MAX_NESTING)).unwrap();
+            let mut depth = 0;
+            let mut cur = &ok;
+            while let Value::Array(items) = cur {
+                depth += 1;
+                cur = &items[0];
+            }
+            assert_eq!(depth, MAX_NESTING);
+            let e = err(format, &nested(format, MAX_NESTING + 1));
+            assert_eq!(e.kind, BodyErrorKind::TooDeep, "{format}: {e}");
+            assert!(e.message.contains("more than 127 levels deep"), "{e}");
+        }
+        assert!(err(Format::Json, &nested(Format::Json, 128)).message.contains("line 1 column 128"));
+        assert!(err(Format::Cbor, &nested(Format::Cbor, 128)).message.contains("at byte 128"));
+        assert!(err(Format::MsgPack, &nested(Format::MsgPack, 128)).message.contains("at byte 128"));
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_without_a_crash() {
+        const N: usize = 100_000;
+        let bodies: Vec<(Format, Vec<u8>)> = vec![
+            (Format::Json, vec![b'['; N]),
+            (Format::Json, b"{\"a\":".repeat(N)),
+            (Format::Cbor, vec![0x81; N]),
+            (Format::Cbor, vec![0x9f; N]),
+            (Format::Cbor, [0xa1, 0x61, b'a'].repeat(N)),
+            (Format::Cbor, vec![0xc6; N]), // tags
+            (Format::Cbor, [vec![0xa1], vec![0x81; N]].concat()), // inside a map key
+            (Format::Cbor, vec![0x81; 1 << 20]),
+            (Format::MsgPack, vec![0x91; N]),
+            (Format::MsgPack, [0x81, 0xa1, b'a'].repeat(N)),
+            (Format::MsgPack, [vec![0x81], vec![0x91; N]].concat()), // inside a map key
+            (Format::MsgPack, vec![0xdc; N]),
+            (Format::MsgPack, vec![0x91; 1 << 20]),
+        ];
+        for (format, body) in bodies {
+            let e = err(format, &body);
+            assert_eq!(e.kind, BodyErrorKind::TooDeep, "{format}: {e}");
+        }
+    }
+
+    // ---- encoding single values ----
+
+    #[test]
+    fn encode_json() {
+        let v = record();
+        assert_eq!(encode_value(Format::Json, &v), serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn cbor_encodings_are_compact() {
+        let e = |v: Value| encode_value(Format::Cbor, &v);
+        assert_eq!(e(json!(0)), [0x00]);
+        assert_eq!(e(json!(-1)), [0x20]);
+        assert_eq!(e(json!(500)), [0x19, 0x01, 0xf4]);
+        assert_eq!(e(json!(1.5)), [0xfa, 0x3f, 0xc0, 0x00, 0x00]);
+        assert_eq!(e(json!(0.1))[0], 0xfb);
+        assert_eq!(e(json!("a")), [0x61, b'a']);
+        assert_eq!(e(json!({"a": null})), [0xa1, 0x61, b'a', 0xf6]);
+        assert_eq!(e(json!([true, false])), [0x82, 0xf5, 0xf4]);
+    }
+
+    #[test]
+    fn msgpack_encodings_are_compact() {
+        let e = |v: Value| encode_value(Format::MsgPack, &v);
+        assert_eq!(e(json!(5)), [0x05]);
+        assert_eq!(e(json!(-1)), [0xff]);
+        assert_eq!(e(json!(-33)), [0xd0, 0xdf]);
+        assert_eq!(e(json!(200)), [0xcc, 0xc8]);
+        assert_eq!(e(json!(1.5)), [0xca, 0x3f, 0xc0, 0x00, 0x00]);
+        assert_eq!(e(json!(0.1))[0], 0xcb);
+        assert_eq!(e(json!("x".repeat(40)))[..2], [0xd9, 40]);
+        assert_eq!(e(json!({"a": null})), [0x81, 0xa1, b'a', 0xc0]);
+        let wide = Value::Array(vec![Value::Null; 16]);
+        assert_eq!(e(wide)[..3], [0xdc, 0x00, 0x10]);
+        for n in [0u64, 127, 128, 255, 256, 65535, 65536, u32::MAX as u64, u32::MAX as u64 + 1, u64::MAX] {
+            assert_eq!(msgpack_decode(&e(json!(n))), json!(n));
+            assert_eq!(cbor_decode(&encode_value(Format::Cbor, &json!(n))), json!(n));
+        }
+        for n in [-1i64, -32, -33, -128, -129, -32768, -32769, i32::MIN as i64, i32::MIN as i64 - 1, i64::MIN] {
+            assert_eq!(msgpack_decode(&e(json!(n))), json!(n));
+            assert_eq!(cbor_decode(&encode_value(Format::Cbor, &json!(n))), json!(n));
+        }
+        for len in [0usize, 31, 32, 255, 256, 65535, 65536] {
+            let s = json!("é".repeat(len / 2) + &"a".repeat(len % 2));
+            assert_eq!(msgpack_decode(&e(s.clone())), s);
+            assert_eq!(cbor_decode(&encode_value(Format::Cbor, &s)), s);
+        }
+        for len in [15usize, 16, 65535, 65536] {
+            let a = Value::Array(vec![json!(1); len]);
+            let m = Value::Object((0..len).map(|i| (i.to_string(), json!(i))).collect());
+            for v in [a, m] {
+                assert_eq!(msgpack_decode(&e(v.clone())), v);
+                assert_eq!(cbor_decode(&encode_value(Format::Cbor, &v)), v);
+            }
+        }
+    }
+
+    #[test]
+    fn csv_single_values() {
+        let v = json!({"id": "a", "category": {"name": "Toys"}, "tags": [1, 2]});
+        assert_eq!(
+            csv_text(encode_value(Format::Csv, &v)),
+            "id,category.name,tags\r\na,Toys,\"[1,2]\"\r\n"
+        );
+        assert_eq!(csv_text(encode_value(Format::Csv, &json!("Deluxe, Headphones"))), "\"Deluxe, Headphones\"\r\n");
+        assert_eq!(csv_text(encode_value(Format::Csv, &json!(80.18))), "80.18\r\n");
+        assert_eq!(csv_text(encode_value(Format::Csv, &json!(true))), "true\r\n");
+        assert_eq!(csv_text(encode_value(Format::Csv, &json!([1, "x"]))), "0,1\r\n1,x\r\n");
+        assert_eq!(encode_value(Format::Csv, &Value::Null), b"");
+    }
+
+    // ---- collections ----
+
+    #[test]
+    fn json_collection_streams() {
+        let mut encoder = CollectionEncoder::new(Format::Json);
+        let mut out = Vec::new();
+        encoder.begin(&mut out);
+        assert_eq!(out, b"[");
+        out.clear();
+        encoder.push_json_bytes(br#"{"a":1}"#, &mut out);
+        assert_eq!(out, br#"{"a":1}"#);
+        out.clear();
+        encoder.push_value(&json!({"b": [2]}), &mut out);
+        assert_eq!(out, br#",{"b":[2]}"#);
+        out.clear();
+        encoder.finish(&mut out);
+        assert_eq!(out, b"]");
+        assert_eq!(encoder.rows(), 2);
+        assert_eq!(collection(Format::Json, &[], false), b"[]");
+        // finish alone still makes a document
+        let mut out = Vec::new();
+        CollectionEncoder::new(Format::Json).finish(&mut out);
+        assert_eq!(out, b"[]");
+    }
+
+    #[test]
+    fn cbor_collection_streams() {
+        let mut encoder = CollectionEncoder::new(Format::Cbor);
+        let mut out = Vec::new();
+        encoder.begin(&mut out);
+        assert_eq!(out, [0x9f]);
+        out.clear();
+        encoder.push_json_bytes(br#"{"a":1}"#, &mut out);
+        assert_eq!(out, [0xa1, 0x61, b'a', 0x01]);
+        out.clear();
+        encoder.finish(&mut out);
+        assert_eq!(out, [0xff]);
+        let rows = vec![record(), json!(1), json!("x")];
+        let bytes = collection(Format::Cbor, &rows, true);
+        assert_eq!(cbor_decode(&bytes), Value::Array(rows.clone()));
+        assert_eq!(decode_body(Format::Cbor, &bytes).unwrap(), Value::Array(rows));
+        assert_eq!(cbor_decode(&collection(Format::Cbor, &[], false)), json!([]));
+    }
+
+    #[test]
+    fn msgpack_collection_is_written_by_finish() {
+        let mut encoder = CollectionEncoder::new(Format::MsgPack);
+        let mut out = Vec::new();
+        encoder.begin(&mut out);
+        encoder.push_value(&json!(1), &mut out);
+        encoder.push_json_bytes(b"[2]", &mut out);
+        assert!(out.is_empty(), "MessagePack rows are buffered");
+        encoder.finish(&mut out);
+        assert_eq!(out, [0x92, 0x01, 0x91, 0x02]);
+        let rows = vec![record(); 20];
+        let bytes = collection(Format::MsgPack, &rows, false);
+        assert_eq!(bytes[..3], [0xdc, 0x00, 20]);
+        assert_eq!(msgpack_decode(&bytes), Value::Array(rows));
+        assert_eq!(collection(Format::MsgPack, &[], false), [0x90]);
+    }
+
+    #[test]
+    fn csv_collection_header_from_the_first_row() {
+        let rows = [
+            json!({"id": "automotive", "name": "Automotive", "description": "Car care, and \"accessories\""}),
+            json!({"id": "books", "description": "line1\nline2", "extra": 1}),
+            json!({"name": "", "id": null}),
+        ];
+        let text = csv_text(collection(Format::Csv, &rows, false));
+        assert_eq!(
+            text,
+            "id,name,description\r\n\
+             automotive,Automotive,\"Car care, and \"\"accessories\"\"\"\r\n\
+             books,,\"line1\nline2\"\r\n\
+             ,\"\",\r\n"
+        );
+        assert_eq!(text, csv_text(collection(Format::Csv, &rows, true)));
+        // A standard reader sees the same fields.
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(&records[0][2], "Car care, and \"accessories\"");
+        assert_eq!(&records[1][2], "line1\nline2");
+    }
+
+    #[test]
+    fn csv_streams_row_by_row() {
+        let mut encoder = CollectionEncoder::new(Format::Csv);
+        let mut out = Vec::new();
+        encoder.begin(&mut out);
+        assert!(out.is_empty());
+        encoder.push_value(&json!({"a": 1}), &mut out);
+        assert_eq!(out, b"a\r\n1\r\n");
+        out.clear();
+        encoder.push_value(&json!({"a": 2}), &mut out);
+        assert_eq!(out, b"2\r\n");
+        out.clear();
+        encoder.finish(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(collection(Format::Csv, &[], false), b"");
+    }
+
+    #[test]
+    fn csv_flattens_nested_objects() {
+        let rows = [
+            json!({"name": "Puzzle", "category": {"name": "Toys", "meta": {"a": {"b": 1}}}, "tags": ["x", "y,z"], "e": {}}),
+            json!({"name": "Lamp", "category": {"meta": {"a": {"b": 2}}}, "tags": []}),
+            json!({"name": "Odd", "category": "not an object", "e": {"k": 1}}),
+        ];
+        assert_eq!(
+            csv_text(collection(Format::Csv, &rows, false)),
+            "name,category.name,category.meta.a.b,tags,e\r\n\
+             Puzzle,Toys,1,\"[\"\"x\"\",\"\"y,z\"\"]\",{}\r\n\
+             Lamp,,2,[],\r\n\
+             Odd,,,,\"{\"\"k\"\":1}\"\r\n"
+        );
+    }
+
+    #[test]
+    fn csv_keys_with_dots_and_explicit_columns() {
+        let rows = [json!({"a.b": 1, "a": {"b": 2, "c": 3}})];
+        assert_eq!(csv_text(collection(Format::Csv, &rows, false)), "a.b,a.b,a.c\r\n1,1,3\r\n");
+
+        let mut encoder = CollectionEncoder::with_columns(
+            Format::Csv,
+            vec!["name".into(), "category.name".into(), "missing".into()],
+        );
+        let mut out = Vec::new();
+        encoder.begin(&mut out);
+        assert_eq!(out, b"name,category.name,missing\r\n", "header even before any row");
+        encoder.push_value(&json!({"category": {"name": "Toys"}, "name": "P", "other": 1}), &mut out);
+        encoder.push_value(&json!("bare"), &mut out);
+        encoder.finish(&mut out);
+        assert_eq!(csv_text(out), "name,category.name,missing\r\nP,Toys,\r\nbare,,\r\n");
+
+        let mut out = Vec::new();
+        let mut encoder = CollectionEncoder::with_columns(Format::Csv, vec!["x".into()]);
+        encoder.finish(&mut out);
+        assert_eq!(out, b"x\r\n");
+    }
+
+    #[test]
+    fn csv_bare_values_and_arrays() {
+        let values = [json!("Ultra Puzzle 00007"), json!(null), json!(3), json!("a\"b")];
+        assert_eq!(
+            csv_text(collection(Format::Csv, &values, false)),
+            "value\r\nUltra Puzzle 00007\r\n\r\n3\r\n\"a\"\"b\"\r\n"
+        );
+        let arrays = [json!(["Puzzle", 555.32]), json!(["Lamp"]), json!(["x", 1, "dropped"])];
+        assert_eq!(
+            csv_text(collection(Format::Csv, &arrays, false)),
+            "0,1\r\nPuzzle,555.32\r\nLamp,\r\nx,1\r\n"
+        );
+    }
+
+    #[test]
+    fn pushes_after_finish_are_ignored_in_release() {
+        if cfg!(debug_assertions) {
+            return; // debug builds assert instead
+        }
+        let mut encoder = CollectionEncoder::new(Format::Json);
+        let mut out = Vec::new();
+        encoder.finish(&mut out);
+        encoder.push_value(&json!(1), &mut out);
+        encoder.finish(&mut out);
+        assert_eq!(out, b"[]");
+    }
+
+    #[test]
+    fn invalid_stored_json_becomes_null_for_other_formats() {
+        if cfg!(debug_assertions) {
+            // Still no panic: only the log line is expected.
+        }
+        let mut encoder = CollectionEncoder::new(Format::Cbor);
+        let mut out = Vec::new();
+        encoder.push_json_bytes(b"{oops", &mut out);
+        encoder.finish(&mut out);
+        assert_eq!(cbor_decode(&out), json!([null]));
+    }
+
+    // ---- properties ----
+
+    fn json_float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            (-1_000_000i64..1_000_000).prop_map(|n| n as f64 / 100.0),
+            any::<f64>().prop_filter("finite and exact through JSON text", |f| {
+                f.is_finite() && serde_json::from_str::<f64>(&serde_json::to_string(f).unwrap()).ok() == Some(*f)
+            }),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            json_float().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[a-z.]{0,3}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[a-z.]{0,3}|\\PC{0,8}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            for format in Format::ALL {
+                let _ = decode_body(format, &bytes);
+            }
+        }
+
+        #[test]
+        fn decode_never_panics_on_damaged_encodings(
+            v in json_value(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            for format in [Format::Json, Format::Cbor, Format::MsgPack] {
+                let bytes = encode_value(format, &v);
+                let truncated = &bytes[..cut.index(bytes.len())];
+                if !truncated.is_empty() {
+                    // A proper prefix of one value is never a whole value, except for JSON
+                    // numbers, which are complete at any digit.
+                    let result = decode_body(format, truncated);
+                    if format != Format::Json {
+                        prop_assert!(result.is_err());
+                    }
+                }
+                let mut damaged = bytes.clone();
+                let at = flip.index(damaged.len());
+                damaged[at] = byte;
+                let _ = decode_body(format, &damaged);
+            }
+        }
+
+        #[test]
+        fn single_values_round_trip(v in json_value()) {
+            for format in [Format::Json, Format::Cbor, Format::MsgPack] {
+                prop_assert_eq!(&decode_body(format, &encode_value(format, &v)).unwrap(), &v);
+            }
+            prop_assert_eq!(&cbor_decode(&encode_value(Format::Cbor, &v)), &v);
+            prop_assert_eq!(&msgpack_decode(&encode_value(Format::MsgPack, &v)), &v);
+        }
+
+        #[test]
+        fn collections_round_trip(rows in prop::collection::vec(json_value(), 0..6), json_bytes in any::<bool>()) {
+            let expected = Value::Array(rows.clone());
+            let json = collection(Format::Json, &rows, json_bytes);
+            prop_assert_eq!(&serde_json::from_slice::<Value>(&json).unwrap(), &expected);
+            prop_assert_eq!(&decode_body(Format::Json, &json).unwrap(), &expected);
+            let cbor = collection(Format::Cbor, &rows, json_bytes);
+            prop_assert_eq!(&cbor_decode(&cbor), &expected);
+            prop_assert_eq!(&decode_body(Format::Cbor, &cbor).unwrap(), &expected);
+            let msgpack = collection(Format::MsgPack, &rows, json_bytes);
+            prop_assert_eq!(&msgpack_decode(&msgpack), &expected);
+            prop_assert_eq!(&decode_body(Format::MsgPack, &msgpack).unwrap(), &expected);
+        }
+
+        #[test]
+        fn csv_fields_survive_a_standard_reader(
+            rows in prop::collection::vec(prop::collection::vec(any::<String>(), 3), 1..6),
+        ) {
+            let values: Vec<Value> = rows
+                .iter()
+                .map(|r| json!({"a": r[0], "b": {"c": r[1]}, "d": r[2]}))
+                .collect();
+            let bytes = collection(Format::Csv, &values, false);
+            let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
+            let header = reader.headers().unwrap().clone();
+            prop_assert_eq!(header.iter().collect::<Vec<_>>(), vec!["a", "b.c", "d"]);
+            let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            prop_assert_eq!(records.len(), rows.len());
+            for (record, row) in records.iter().zip(&rows) {
+                prop_assert_eq!(record.iter().collect::<Vec<_>>(), row.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+        }
+
+        #[test]
+        fn accept_parsing_never_panics(header in "\\PC{0,80}") {
+            let _ = response_format(Some(&header));
+            let _ = wants_event_stream(Some(&header));
+            let _ = request_format(Some(&header));
+        }
+    }
+}
