@@ -218,7 +218,7 @@ fn key_value(def: &'static TableDef, id: &str) -> Result<Value, ApiError> {
     }
 }
 
-fn header_str<'a>(req: &'a Request, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -926,17 +926,18 @@ pub(crate) fn run_each<R: Reader>(
             let more = sink(stored)?;
             return Ok(more && query.limit.is_none_or(|l| emitted < l));
         }
-        if let Some(w) = wanted {
-            if ordered_by_first_key && !sorted_output {
-                // Keep reading until the first key changes after `w` rows (ties may reorder).
-                if let Some(stop_len) = stop_at.get() {
-                    let last = &rows[stop_len - 1];
-                    if last.sort_keys[0].cmp_value(&sort_keys[0]).is_ne() {
-                        return Ok(false);
-                    }
-                } else if rows.len() + 1 >= w {
-                    stop_at.set(Some(w));
+        if let Some(w) = wanted
+            && ordered_by_first_key
+            && !sorted_output
+        {
+            // Keep reading until the first key changes after `w` rows (ties may reorder).
+            if let Some(stop_len) = stop_at.get() {
+                let last = &rows[stop_len - 1];
+                if last.sort_keys[0].cmp_value(&sort_keys[0]).is_ne() {
+                    return Ok(false);
                 }
+            } else if rows.len() + 1 >= w {
+                stop_at.set(Some(w));
             }
         }
         rows.push(Row { stored, sort_keys });
