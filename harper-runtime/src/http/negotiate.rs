@@ -220,28 +220,12 @@ impl<'a> Iterator for SplitUnquoted<'a> {
     }
 }
 
+/// An RFC 9110 token (the characters of a media type's type and subtype).
 fn is_token(s: &str) -> bool {
+    const PUNCTUATION: &[u8] = b"!#$%&'*+-.^_`|~";
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || PUNCTUATION.contains(&b))
 }
 
 /// A q-value: digits, at most one dot, within 0..=1 (`0.5`, `1`, `1.`, `0.125`).
@@ -1062,7 +1046,11 @@ fn write_csv_cell(out: &mut Vec<u8>, v: Option<&Value>) {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => write_csv_field(out, s),
         Some(Value::Bool(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Some(Value::Number(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+        Some(Value::Number(n)) => {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{n}");
+        }
         Some(nested) => {
             // Arrays (and objects where the header expected a scalar) become JSON text.
             let mut json = Vec::new();
@@ -1105,6 +1093,9 @@ fn write_csv_row(out: &mut Vec<u8>, columns: &[String], row: &Value) {
 
 // ---- collections -----------------------------------------------------------------------------
 
+/// The longest MessagePack array header (`0xdd` and a 32-bit length).
+const MSGPACK_HEAD_MAX: usize = 5;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     New,
@@ -1133,7 +1124,8 @@ pub struct CollectionEncoder {
     format: Format,
     stage: Stage,
     rows: usize,
-    /// MessagePack rows awaiting their array header.
+    /// MessagePack rows awaiting their array header, after [`MSGPACK_HEAD_MAX`] bytes kept
+    /// free for it.
     pending: Vec<u8>,
     /// CSV header; `None` until given or taken from the first row.
     columns: Option<Vec<String>>,
@@ -1211,7 +1203,12 @@ impl CollectionEncoder {
         match self.format {
             Format::Json => write_json(out, v),
             Format::Cbor => write_cbor(out, v),
-            Format::MsgPack => write_msgpack(&mut self.pending, v),
+            Format::MsgPack => {
+                if self.pending.is_empty() {
+                    self.pending.resize(MSGPACK_HEAD_MAX, 0);
+                }
+                write_msgpack(&mut self.pending, v);
+            }
             Format::Csv => {
                 let columns = self.columns.get_or_insert_with(|| {
                     let columns = columns_of(v);
@@ -1234,9 +1231,23 @@ impl CollectionEncoder {
             Format::Json => out.push(b']'),
             Format::Cbor => out.push(0xff),
             Format::MsgPack => {
-                msgpack_array_head(out, self.rows);
-                out.append(&mut self.pending);
-                self.pending.shrink_to_fit();
+                let mut head = Vec::with_capacity(MSGPACK_HEAD_MAX);
+                msgpack_array_head(&mut head, self.rows);
+                let mut rows = std::mem::take(&mut self.pending);
+                if rows.is_empty() {
+                    out.extend_from_slice(&head);
+                    return;
+                }
+                // The header goes into the space kept free before the rows, so the usual
+                // case (an empty `out`) hands the buffer over without copying it.
+                let start = MSGPACK_HEAD_MAX - head.len();
+                rows[start..MSGPACK_HEAD_MAX].copy_from_slice(&head);
+                if out.is_empty() {
+                    rows.drain(..start);
+                    *out = rows;
+                } else {
+                    out.extend_from_slice(&rows[start..]);
+                }
             }
             Format::Csv => {}
         }
@@ -2024,6 +2035,12 @@ mod tests {
         assert_eq!(bytes[..3], [0xdc, 0x00, 20]);
         assert_eq!(msgpack_decode(&bytes), Value::Array(rows));
         assert_eq!(collection(Format::MsgPack, &[], false), [0x90]);
+        // finish appends after whatever the caller still holds
+        let mut encoder = CollectionEncoder::new(Format::MsgPack);
+        let mut out = b"held".to_vec();
+        encoder.push_value(&json!("a"), &mut out);
+        encoder.finish(&mut out);
+        assert_eq!(out, b"held\x91\xa1a");
     }
 
     #[test]

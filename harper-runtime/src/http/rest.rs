@@ -560,16 +560,8 @@ async fn get_collection(
             )));
         }
     };
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Some(Chunk::Data(b)) => Some((Ok::<Bytes, std::io::Error>(b), rx)),
-            // Headers are gone: abort the body so the client sees an incomplete response.
-            Some(Chunk::Fail(e)) => Some((Err(std::io::Error::other(e.message)), rx)),
-            None => None,
-        }
-    });
-    let body = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(first) }).chain(rest);
-    let mut r = warp::reply::Reply::into_response(warp::reply::stream(SyncStream(Box::pin(body))));
+    let body = ChunkStream { first: Some(first), rx };
+    let mut r = warp::reply::Reply::into_response(warp::reply::stream(body));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(
@@ -586,20 +578,30 @@ async fn get_collection(
     Ok(r)
 }
 
-/// warp's streaming body wants `Sync`; the stream is only ever polled by one task.
-struct SyncStream(std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>);
+/// The response body of a streamed collection: the first chunk, then whatever the query task
+/// sends. A failure after the headers left aborts the body, so the client sees it incomplete.
+struct ChunkStream {
+    first: Option<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
+}
 
-// SAFETY: `SyncStream` exposes no `&self` methods; the inner stream is only reached through
-// `Pin<&mut Self>` in `poll_next`, so shared references can never touch it concurrently.
-unsafe impl Sync for SyncStream {}
-
-impl Stream for SyncStream {
+impl Stream for ChunkStream {
     type Item = Result<Bytes, std::io::Error>;
+
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.as_mut().poll_next(cx)
+        use std::task::Poll;
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Chunk::Data(b))) => Poll::Ready(Some(Ok(b))),
+            Poll::Ready(Some(Chunk::Fail(e))) => Poll::Ready(Some(Err(std::io::Error::other(e.message)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
