@@ -81,6 +81,26 @@ impl Record {
         Ok(Record { def, slots })
     }
 
+    /// Reads only the fields marked in `wanted` from a stored record (the others stay absent):
+    /// the rest of the JSON is skipped without building values. For query filters and sorts.
+    pub(crate) fn from_stored_fields(
+        def: &'static TableDef,
+        json: &[u8],
+        wanted: &[bool],
+    ) -> Result<Record> {
+        use serde::de::DeserializeSeed;
+        let mut slots: Vec<Option<Value>> = vec![None; def.fields.len()];
+        let mut de = serde_json::Deserializer::from_slice(json);
+        partial::Fields {
+            def,
+            wanted,
+            slots: &mut slots,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| Error::Corrupt(format!("{} record: {e}", def.name)))?;
+        Ok(Record { def, slots })
+    }
+
     pub fn def(&self) -> &'static TableDef {
         self.def
     }
@@ -350,5 +370,68 @@ pub(crate) fn short(value: &Value) -> String {
         format!("{}...", &s[..end])
     } else {
         s
+    }
+}
+
+mod partial {
+    //! A serde visitor that fills only the wanted slots of a record.
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde_json::Value;
+
+    use crate::schema::TableDef;
+
+    pub(super) struct Fields<'a> {
+        pub def: &'static TableDef,
+        pub wanted: &'a [bool],
+        pub slots: &'a mut Vec<Option<Value>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Fields<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Fields<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a record object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(index) = map.next_key_seed(FieldIndex(self.def))? {
+                match index {
+                    Some(i) if self.wanted.get(i).copied().unwrap_or(false) => {
+                        self.slots[i] = Some(map.next_value()?)
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Maps a key to its field position without allocating.
+    struct FieldIndex(&'static TableDef);
+
+    impl<'de> DeserializeSeed<'de> for FieldIndex {
+        type Value = Option<usize>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for FieldIndex {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an attribute name")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Option<usize>, E> {
+            Ok(self.0.field_index(v))
+        }
     }
 }

@@ -510,6 +510,12 @@ async fn get_collection(
             &req.method,
         ));
     }
+    if query
+        .limit
+        .is_some_and(|l| l.saturating_add(query.offset) <= BUFFERED_ROWS)
+    {
+        return buffered_collection(state, def, query, format).await;
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
     let db = state.db.clone();
     tokio::task::spawn_blocking(move || {
@@ -560,7 +566,10 @@ async fn get_collection(
             )));
         }
     };
-    let body = ChunkStream { first: Some(first), rx };
+    let body = ChunkStream {
+        first: Some(first),
+        rx,
+    };
     let mut r = warp::reply::Reply::into_response(warp::reply::stream(body));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
@@ -575,6 +584,44 @@ async fn get_collection(
             HeaderValue::from_static("attachment; filename=\"data.csv\""),
         );
     }
+    Ok(r)
+}
+
+/// Pages of at most this many rows are answered with one buffered body (no streaming).
+const BUFFERED_ROWS: usize = 1000;
+
+/// A small page: encoded whole on the blocking pool, sent with a Content-Length.
+async fn buffered_collection(
+    state: &Arc<ApiState>,
+    def: &'static TableDef,
+    query: Query,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let db = state.db.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        db.read(|rtx| {
+            let mut encoder = CollectionEncoder::new(format);
+            let mut buf = Vec::with_capacity(8 * 1024);
+            encoder.begin(&mut buf);
+            rtx.query_each(def, &query, &mut |row: StoredRecord| {
+                match &query.select {
+                    None => encoder.push_json_bytes(row.json(), &mut buf),
+                    Some(sel) => {
+                        let v = query::shape(rtx, def, &row.record(def)?, sel)?;
+                        encoder.push_value(&v, &mut buf);
+                    }
+                }
+                Ok(true)
+            })?;
+            encoder.finish(&mut buf);
+            Ok::<_, Error>(buf)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))??;
+    let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     Ok(r)
 }
 
@@ -598,7 +645,9 @@ impl Stream for ChunkStream {
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Chunk::Data(b))) => Poll::Ready(Some(Ok(b))),
-            Poll::Ready(Some(Chunk::Fail(e))) => Poll::Ready(Some(Err(std::io::Error::other(e.message)))),
+            Poll::Ready(Some(Chunk::Fail(e))) => {
+                Poll::Ready(Some(Err(std::io::Error::other(e.message))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

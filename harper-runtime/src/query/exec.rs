@@ -660,6 +660,16 @@ fn for_each_row(
     }
 }
 
+fn mark_fields(filter: &CFilter, needed: &mut [bool]) {
+    match filter {
+        CFilter::True | CFilter::False => {}
+        CFilter::Cond(c) => needed[c.field] = true,
+        CFilter::And(items) | CFilter::Or(items) => {
+            items.iter().for_each(|f| mark_fields(f, needed))
+        }
+    }
+}
+
 /// Whether a condition on `field` holds exactly for the keys in its index ranges.
 fn implied_by_ranges(field: &FieldDef, test: &Test) -> bool {
     match test {
@@ -772,7 +782,7 @@ pub(crate) fn run_each<R: Reader>(
     };
     let sort = compile_sort(def, &query.sort)?;
     let wanted = query.limit.map(|l| l.saturating_add(query.offset));
-    if wanted == Some(0) || matches!(filter, CFilter::False) {
+    if query.limit == Some(0) || matches!(filter, CFilter::False) {
         stats.plan = "nothing (empty result)".into();
         return Ok(stats);
     }
@@ -897,6 +907,13 @@ pub(crate) fn run_each<R: Reader>(
         _ => filter.clone(),
     };
 
+    // Only the attributes the residual filter and the sort read are decoded from each record.
+    let mut needed = vec![false; def.fields.len()];
+    mark_fields(&residual, &mut needed);
+    for &(f, _) in &sort {
+        needed[f] = true;
+    }
+
     // Rows come out of an ordered scan already sorted by the first key.
     let ordered_by_first_key = matches!(&access, Access::Index { cand, .. } if sort.first().is_some_and(|s| s.0 == cand.field));
     // Ties are broken by ascending primary key, which only an ascending scan yields as is.
@@ -910,7 +927,7 @@ pub(crate) fn run_each<R: Reader>(
             // Nothing to check and nothing to sort: the record is not even parsed.
             Vec::new()
         } else {
-            let rec = stored.record(def)?;
+            let rec = Record::from_stored_fields(def, stored.json(), &needed)?;
             if !eval(&residual, &rec) {
                 return Ok(true);
             }
