@@ -33,6 +33,12 @@ use source::Ks;
 pub use tx::{Change, ChangeKind, Commit, ReadTx, Reader, StoredRecord, WriteTx};
 
 const META: &str = "__meta";
+
+/// Options for every keyspace we create: small memtables keep resident memory low (records
+/// are small, and flushed tables are served from the block cache).
+pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+}
 const CHANGES: &str = "__changes";
 
 /// When an acknowledged write is safe.
@@ -62,7 +68,7 @@ impl DatabaseBuilder {
         self
     }
 
-    /// Block cache size in bytes (default 64 MiB).
+    /// Block cache size in bytes (default 32 MiB).
     pub fn cache_size(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
         self
@@ -80,8 +86,8 @@ impl DatabaseBuilder {
                 ))),
                 other => Error::Storage(other),
             })?;
-        let meta = fjall.keyspace(META, KeyspaceCreateOptions::default)?;
-        let changes = fjall.keyspace(CHANGES, KeyspaceCreateOptions::default)?;
+        let meta = fjall.keyspace(META, keyspace_options)?;
+        let changes = fjall.keyspace(CHANGES, keyspace_options)?;
         let last_seq = match changes.last_key_value() {
             Some(g) => {
                 let k = g.key()?;
@@ -179,7 +185,7 @@ impl Database {
             path: path.as_ref().to_path_buf(),
             temporary: false,
             durability: Durability::default(),
-            cache_bytes: 64 << 20,
+            cache_bytes: 32 << 20,
         }
     }
 

@@ -2,7 +2,7 @@
 //! refuse changes that would misread existing records, build indexes that were added and drop
 //! those that were removed.
 
-use fjall::{Keyspace, KeyspaceCreateOptions};
+use fjall::Keyspace;
 use serde::{Deserialize, Serialize};
 
 use super::key;
@@ -121,7 +121,7 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
     let meta = &inner.meta;
     let records_handle = inner
         .fjall
-        .keyspace(def.name, KeyspaceCreateOptions::default)?;
+        .keyspace(def.name, super::keyspace_options)?;
     let has_records = records_handle.first_key_value().is_some();
     let stored: Option<StoredSchema> = match meta.get(schema_key(def.name))? {
         Some(bytes) => Some(
@@ -146,7 +146,7 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         let existed = inner.fjall.keyspace_exists(&name);
         let handle = inner
             .fjall
-            .keyspace(&name, KeyspaceCreateOptions::default)?;
+            .keyspace(&name, super::keyspace_options)?;
         let was_indexed_same = stored
             .as_ref()
             .and_then(|s| s.fields.iter().find(|f| f.name == field.name))
@@ -174,7 +174,7 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
                     field,
                     "dropping index that is no longer declared"
                 );
-                let handle = inner.fjall.keyspace(name, KeyspaceCreateOptions::default)?;
+                let handle = inner.fjall.keyspace(name, super::keyspace_options)?;
                 inner.fjall.delete_keyspace(handle)?;
             }
         }
