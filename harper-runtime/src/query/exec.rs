@@ -28,6 +28,8 @@ use crate::storage::{Reader, StoredRecord, TableStore};
 
 /// Below this many index entries a candidate counts as small: it is exact and cheap.
 const PROBE: usize = 256;
+/// The probe of a query that streams to a limit (no sort): costing is pure overhead there.
+const EARLY_STOP_PROBE: usize = 32;
 /// A sorted query sorts in memory when its best candidate has fewer matches than this;
 /// otherwise it scans the sort index in order.
 const SORT_IN_MEMORY_BELOW: usize = 4096;
@@ -546,22 +548,24 @@ fn choose(
         return Ok(cands.pop().map(|c| (c, PROBE)));
     }
     cands.sort_by_key(|c| c.rank);
-    let mut counts = Vec::with_capacity(cands.len());
-    for c in &cands {
-        counts.push(count(view, store, c, PROBE)?);
+    // Probe in rank order, each capped by the smallest count so far: once a candidate is
+    // known to hold n entries, no other needs counting past n. A query that stops at its
+    // limit gains little from exact counts, so it probes less.
+    let probe = if early_stop { EARLY_STOP_PROBE } else { PROBE };
+    let mut best: Option<(usize, usize)> = None; // (index, exact count below `probe`)
+    for (i, c) in cands.iter().enumerate() {
+        let cap = best.map_or(probe, |(_, n)| n);
+        let n = count(view, store, c, cap)?;
+        if n < cap {
+            best = Some((i, n));
+        }
     }
-    // A small candidate is exact: take the smallest.
-    if let Some((i, &n)) = counts
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n < PROBE)
-        .min_by_key(|(_, n)| **n)
-    {
+    if let Some((i, n)) = best {
         return Ok(Some((cands.swap_remove(i), n)));
     }
     if early_stop {
         // Streaming with a limit stops early on any of them: prefer the most selective kind.
-        return Ok(Some((cands.swap_remove(0), PROBE)));
+        return Ok(Some((cands.swap_remove(0), probe)));
     }
     // Every candidate is large and all matches are needed: count further, each capped by the
     // best so far, so costing never reads more than running the best plan would.
