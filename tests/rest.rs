@@ -773,3 +773,33 @@ async fn openapi_document_is_served() {
             .any(|k| k.starts_with("/Product/"))
     );
 }
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_responses_then_refuses_connections() {
+    let db = Database::temporary().unwrap();
+    db.write(|tx| {
+        for i in 0..20_000 {
+            tx.put(&cart_item(&format!("c{i:05}"), "p1", "s", 1))?;
+        }
+        Ok::<_, harper::Error>(())
+    })
+    .unwrap();
+    let f = start_with(db, 1 << 20).await;
+    let mut r = f.get("/CartItem/").await;
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().expect("a first chunk");
+    // Shut down while the body is still streaming.
+    let url = f.url("/CartItem/c00001");
+    let shutdown = tokio::spawn(f.server.shutdown());
+    let mut body = first.to_vec();
+    while let Some(c) = r.chunk().await.unwrap() {
+        body.extend_from_slice(&c);
+    }
+    let rows: Vec<Value> = serde_json::from_slice(&body).expect("the in-flight response completed");
+    assert_eq!(rows.len(), 20_000);
+    shutdown.await.unwrap();
+    assert!(
+        reqwest::Client::new().get(url).send().await.is_err(),
+        "no new connections after shutdown"
+    );
+}

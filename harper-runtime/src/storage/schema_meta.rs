@@ -119,9 +119,7 @@ fn refuse(def: &TableDef, field: &str, message: String) -> Error {
 
 pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableStore> {
     let meta = &inner.meta;
-    let records_handle = inner
-        .fjall
-        .keyspace(def.name, super::keyspace_options)?;
+    let records_handle = inner.fjall.keyspace(def.name, super::keyspace_options)?;
     let has_records = records_handle.first_key_value().is_some();
     let stored: Option<StoredSchema> = match meta.get(schema_key(def.name))? {
         Some(bytes) => Some(
@@ -144,9 +142,7 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         }
         let name = index_keyspace_name(def, field.name);
         let existed = inner.fjall.keyspace_exists(&name);
-        let handle = inner
-            .fjall
-            .keyspace(&name, super::keyspace_options)?;
+        let handle = inner.fjall.keyspace(&name, super::keyspace_options)?;
         let was_indexed_same = stored
             .as_ref()
             .and_then(|s| s.fields.iter().find(|f| f.name == field.name))
