@@ -31,6 +31,19 @@ async fn start_with(db: Database, body_limit: usize) -> Fixture {
     }
 }
 
+/// A database holding `n` cart items of session "s", with quantities from `quantity(i)`.
+fn cart_items(n: i32, quantity: impl Fn(i32) -> i32) -> Database {
+    let db = Database::temporary().unwrap();
+    db.write(|tx| {
+        for i in 0..n {
+            tx.put(&cart_item(&format!("c{i:05}"), "p1", "s", quantity(i)))?;
+        }
+        Ok::<_, harper::Error>(())
+    })
+    .unwrap();
+    db
+}
+
 async fn start() -> Fixture {
     let db = Database::temporary().unwrap();
     small_catalog(&db);
@@ -323,14 +336,7 @@ async fn bad_queries_are_clear_client_errors() {
 
 #[tokio::test]
 async fn a_sort_that_would_scan_a_large_table_is_refused_with_the_reason() {
-    let db = Database::temporary().unwrap();
-    db.write(|tx| {
-        for i in 0..12_000 {
-            tx.put(&cart_item(&format!("c{i:05}"), "p1", "s", i % 7))?;
-        }
-        Ok::<_, harper::Error>(())
-    })
-    .unwrap();
+    let db = cart_items(12_000, |i| i % 7);
     let f = start_with(db, 1 << 20).await;
     let v = assert_error(
         f.get("/CartItem/?sort(quantity)").await,
@@ -732,14 +738,7 @@ async fn content_negotiation_for_records_and_collections() {
 
 #[tokio::test]
 async fn collections_stream_as_chunked_json() {
-    let db = Database::temporary().unwrap();
-    db.write(|tx| {
-        for i in 0..20_000 {
-            tx.put(&cart_item(&format!("c{i:05}"), "p1", "s", 1))?;
-        }
-        Ok::<_, harper::Error>(())
-    })
-    .unwrap();
+    let db = cart_items(20_000, |_| 1);
     let f = start_with(db, 1 << 20).await;
     let mut r = f.get("/CartItem/").await;
     assert_eq!(r.status(), 200);
@@ -776,14 +775,7 @@ async fn openapi_document_is_served() {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_responses_then_refuses_connections() {
-    let db = Database::temporary().unwrap();
-    db.write(|tx| {
-        for i in 0..20_000 {
-            tx.put(&cart_item(&format!("c{i:05}"), "p1", "s", 1))?;
-        }
-        Ok::<_, harper::Error>(())
-    })
-    .unwrap();
+    let db = cart_items(20_000, |_| 1);
     let f = start_with(db, 1 << 20).await;
     let mut r = f.get("/CartItem/").await;
     assert_eq!(r.status(), 200);

@@ -527,13 +527,7 @@ async fn get_collection(
             let select = query.select.clone();
             let mut gone = false;
             rtx.query_each(def, &query, &mut |row: StoredRecord| {
-                match &select {
-                    None => encoder.push_json_bytes(row.json(), &mut buf),
-                    Some(sel) => {
-                        let v = query::shape(rtx, def, &row.record(def)?, sel)?;
-                        encoder.push_value(&v, &mut buf);
-                    }
-                }
+                encode_row(rtx, def, select.as_ref(), &row, &mut encoder, &mut buf)?;
                 if buf.len() >= CHUNK {
                     let chunk = Bytes::from(std::mem::replace(
                         &mut buf,
@@ -587,6 +581,25 @@ async fn get_collection(
     Ok(r)
 }
 
+/// Appends one result row: the stored JSON as is, or its `select` shape.
+fn encode_row(
+    rtx: &crate::storage::ReadTx,
+    def: &'static TableDef,
+    select: Option<&Select>,
+    row: &StoredRecord,
+    encoder: &mut CollectionEncoder,
+    buf: &mut Vec<u8>,
+) -> crate::Result<()> {
+    match select {
+        None => encoder.push_json_bytes(row.json(), buf),
+        Some(sel) => {
+            let v = query::shape(rtx, def, &row.record(def)?, sel)?;
+            encoder.push_value(&v, buf);
+        }
+    }
+    Ok(())
+}
+
 /// Pages of at most this many rows are answered with one buffered body (no streaming).
 const BUFFERED_ROWS: usize = 1000;
 
@@ -604,13 +617,14 @@ async fn buffered_collection(
             let mut buf = Vec::with_capacity(8 * 1024);
             encoder.begin(&mut buf);
             rtx.query_each(def, &query, &mut |row: StoredRecord| {
-                match &query.select {
-                    None => encoder.push_json_bytes(row.json(), &mut buf),
-                    Some(sel) => {
-                        let v = query::shape(rtx, def, &row.record(def)?, sel)?;
-                        encoder.push_value(&v, &mut buf);
-                    }
-                }
+                encode_row(
+                    rtx,
+                    def,
+                    query.select.as_ref(),
+                    &row,
+                    &mut encoder,
+                    &mut buf,
+                )?;
                 Ok(true)
             })?;
             encoder.finish(&mut buf);
