@@ -808,23 +808,22 @@ pub(crate) fn run_each<R: Reader>(
         other => vec![other],
     };
     let needs_sort = !sort.is_empty();
-    let chosen = choose(
-        src,
-        &store,
-        candidates(&store, &conjuncts),
-        !needs_sort && wanted.is_some(),
-    )?;
+    let cands = candidates(&store, &conjuncts);
+    // The sort key's own candidate (conditions on the sort field), for an ordered scan.
+    let sort_key_cand = sort
+        .first()
+        .and_then(|&(field, _)| cands.iter().find(|c| c.field == field).cloned());
+    let chosen = choose(src, &store, cands, !needs_sort && wanted.is_some())?;
 
     // An ordered scan of the first sort key's index, when it is indexed (or the primary key).
     let sort_access = sort.first().and_then(|&(field, descending)| {
         let servable = field == def.primary_key || store.indexes[field].is_some();
-        if !servable {
+        // A list sorts by its smallest (largest) element, but a scan of part of its index
+        // meets a record at its first element inside the range: lists sort in memory.
+        if !servable || def.fields[field].ty.list {
             return None;
         }
-        let own = candidates(&store, &conjuncts)
-            .into_iter()
-            .find(|c| c.field == field);
-        let cand = own.unwrap_or_else(|| Candidate {
+        let cand = sort_key_cand.unwrap_or_else(|| Candidate {
             field,
             // Every entry, nulls included (they sort first).
             ranges: vec![KeyRange::all()],
@@ -919,7 +918,9 @@ pub(crate) fn run_each<R: Reader>(
     }
 
     // Rows come out of an ordered scan already sorted by the first key.
-    let ordered_by_first_key = matches!(&access, Access::Index { cand, .. } if sort.first().is_some_and(|s| s.0 == cand.field));
+    // (Never for lists: see `sort_access`.)
+    let ordered_by_first_key = matches!(&access, Access::Index { cand, .. }
+        if sort.first().is_some_and(|s| s.0 == cand.field) && !def.fields[cand.field].ty.list);
     // Ties are broken by ascending primary key, which only an ascending scan yields as is.
     let sorted_output = !needs_sort || (ordered_by_first_key && sort.len() == 1 && !sort[0].1);
     let mut rows: Vec<Row> = Vec::new();
