@@ -326,6 +326,8 @@ pub struct WriteTx<'db> {
     generation: u64,
     staged: HashMap<u32, (Keyspace, StagedMap)>,
     changes: Vec<Change>,
+    /// Position in `changes` of each written record, by table and record key.
+    change_index: HashMap<(&'static str, Vec<u8>), usize>,
     version: u64,
 }
 
@@ -353,6 +355,7 @@ impl<'db> WriteTx<'db> {
             generation: inner.generation(),
             staged: HashMap::new(),
             changes: Vec::new(),
+            change_index: HashMap::new(),
             version: inner.next_version(),
         }
     }
@@ -551,31 +554,27 @@ impl<'db> WriteTx<'db> {
             }
         }
         let records = store.records.clone();
-        match new {
-            Some(rec) => {
-                let stored = Slice::from(rec.to_stored(self.version));
-                self.stage(&records, key, Some(stored.clone()));
-                self.changes
-                    .retain(|c| !(c.table.name == store.def.name && c.id == pk));
-                self.changes.push(Change {
-                    table: store.def,
-                    id: pk,
-                    kind: ChangeKind::Put,
-                    stored: Some(stored),
-                    version: self.version,
-                });
-            }
-            None => {
-                self.stage(&records, key, None);
-                self.changes
-                    .retain(|c| !(c.table.name == store.def.name && c.id == pk));
-                self.changes.push(Change {
-                    table: store.def,
-                    id: pk,
-                    kind: ChangeKind::Delete,
-                    stored: None,
-                    version: self.version,
-                });
+        let (kind, stored) = match new {
+            Some(rec) => (
+                ChangeKind::Put,
+                Some(Slice::from(rec.to_stored(self.version))),
+            ),
+            None => (ChangeKind::Delete, None),
+        };
+        self.stage(&records, key.clone(), stored.clone());
+        let change = Change {
+            table: store.def,
+            id: pk,
+            kind,
+            stored,
+            version: self.version,
+        };
+        // One change per record: a record written twice in a transaction keeps its final state.
+        match self.change_index.entry((store.def.name, key)) {
+            std::collections::hash_map::Entry::Occupied(e) => self.changes[*e.get()] = change,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.changes.len());
+                self.changes.push(change);
             }
         }
     }
