@@ -679,8 +679,7 @@ impl TablePaths<'_> {
                             `select(a)`, an array for `select([a,b])`.",
                         "content": read_content(list),
                     },
-                    "400": error_response("A malformed query, a value of the wrong type, an unknown comparator or function, or a query too expensive to run."),
-                    "404": error_response("A condition or select on an attribute the table does not have."),
+                    "400": error_response("A malformed query, a condition or select on an attribute the table does not have, a value of the wrong type, an unknown comparator or function, or a query too expensive to run."),
                     "406": error_response("No acceptable media type in `Accept`."),
                 },
             },
@@ -692,8 +691,7 @@ impl TablePaths<'_> {
                 "parameters": self.query_parameters(),
                 "responses": {
                     "200": { "description": "The query is valid." },
-                    "400": error_response("A malformed query."),
-                    "404": error_response("A condition on an attribute the table does not have."),
+                    "400": error_response("A malformed query, or a condition on an attribute the table does not have."),
                     "406": error_response("No acceptable media type in `Accept`."),
                 },
             },
@@ -733,8 +731,7 @@ impl TablePaths<'_> {
                 "parameters": [param_ref("conditions")],
                 "responses": {
                     "200": true_response("Deleted (also when nothing matched)."),
-                    "400": error_response("A malformed query."),
-                    "404": error_response("A condition on an attribute the table does not have."),
+                    "400": error_response("A malformed query, or a condition on an attribute the table does not have."),
                 },
             },
             "options": {
