@@ -4,67 +4,22 @@
 //! creates) the data directory, fills a demo catalog on first start (unless `--no-seed`), and
 //! serves the three tables over Harper's REST API until Ctrl-C or SIGTERM.
 
+mod catalog;
 mod schema;
 
 use harper::App;
 use harper::prelude::*;
 use schema::{CartItem, Category, Product};
 
-const CATEGORIES: &[(&str, &str)] = &[
-    ("electronics", "Electronics"),
-    ("books", "Books"),
-    ("toys", "Toys"),
-    ("home", "Home & Kitchen"),
-    ("garden", "Garden"),
-    ("sports", "Sports"),
-    ("clothing", "Clothing"),
-    ("beauty", "Beauty"),
-    ("automotive", "Automotive"),
-    ("grocery", "Grocery"),
-];
-
-const ADJECTIVES: &[&str] = &[
-    "Deluxe", "Ultra", "Classic", "Compact", "Vintage", "Smart", "Eco", "Pro",
-];
-const NOUNS: &[&str] = &[
-    "Headphones",
-    "Puzzle",
-    "Lamp",
-    "Blender",
-    "Backpack",
-    "Notebook",
-    "Kettle",
-    "Drone",
-];
-
+/// Fills the demo catalog (see `catalog.rs`) in one transaction.
 fn seed(db: &Database) -> harper::Result<()> {
+    let (categories, products) = catalog::demo_catalog();
     db.write(|tx| {
-        for (id, name) in CATEGORIES {
-            tx.put(&Category {
-                id: (*id).into(),
-                name: (*name).into(),
-                description: Some(format!("Everything in {name}")),
-                products: Links::new(),
-            })?;
+        for c in &categories {
+            tx.put(c)?;
         }
-        for i in 1..=300usize {
-            let stock = ((i * 37) % 60) as i32;
-            tx.put(&Product {
-                id: format!("prod-{i:05}").into(),
-                name: format!(
-                    "{} {} {i:05}",
-                    ADJECTIVES[i % ADJECTIVES.len()],
-                    NOUNS[(i / 3) % NOUNS.len()]
-                ),
-                description: Some("A demo product".into()),
-                price: ((i * 7919) % 50_000) as f64 / 100.0 + 1.0,
-                category_id: CATEGORIES[i % CATEGORIES.len()].0.into(),
-                in_stock: stock > 0,
-                stock_quantity: stock,
-                image_url: Some(format!("/images/{i}.svg")),
-                created_at: None,
-                category: Link::new(),
-            })?;
+        for p in &products {
+            tx.put(p)?;
         }
         Ok(())
     })
