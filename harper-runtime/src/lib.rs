@@ -4,6 +4,7 @@
 pub mod error;
 pub mod http;
 pub mod query;
+pub mod realtime;
 pub mod record;
 pub mod schema;
 pub mod server;

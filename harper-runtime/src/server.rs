@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -33,6 +33,8 @@ pub struct App {
     tables: Vec<&'static TableDef>,
     routes: Vec<BoxedFilter<(Response,)>>,
     body_limit: usize,
+    realtime: http::RealtimeConfig,
+    shutdown: (watch::Sender<bool>, watch::Receiver<bool>),
     error: Option<Error>,
 }
 
@@ -43,6 +45,8 @@ impl App {
             tables: Vec::new(),
             routes: Vec::new(),
             body_limit: http::DEFAULT_BODY_LIMIT,
+            realtime: http::RealtimeConfig::default(),
+            shutdown: watch::channel(false),
             error: None,
         }
     }
@@ -77,13 +81,25 @@ impl App {
         self
     }
 
+    /// Settings of the WebSocket and SSE subscriptions (heartbeat, queue, send timeout).
+    pub fn realtime(mut self, config: http::RealtimeConfig) -> App {
+        self.realtime = config;
+        self
+    }
+
     pub fn database(&self) -> &Database {
         &self.db
     }
 
     /// The complete filter: custom routes, then the REST API.
     pub fn filter(&self) -> BoxedFilter<(Response,)> {
-        let api = http::rest_api(self.db.clone(), &self.tables, self.body_limit);
+        let api = http::rest_api(
+            self.db.clone(),
+            &self.tables,
+            self.body_limit,
+            self.realtime.clone(),
+            self.shutdown.1.clone(),
+        );
         let mut routes: Option<BoxedFilter<(Response,)>> = None;
         for r in &self.routes {
             routes = Some(match routes {
@@ -110,6 +126,7 @@ impl App {
         })?;
         let local = listener.local_addr()?;
         let filter = self.filter();
+        let subscriptions = self.shutdown.0;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             warp::serve(filter)
@@ -123,6 +140,7 @@ impl App {
         Ok(Server {
             addr: local,
             stop: Some(stop),
+            subscriptions,
             task,
         })
     }
@@ -142,6 +160,8 @@ impl App {
 pub struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    /// Ends every WebSocket and SSE subscription (graceful shutdown would wait for them).
+    subscriptions: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -150,8 +170,10 @@ impl Server {
         self.addr
     }
 
-    /// Stops accepting connections and waits (up to 10 s) for in-flight requests.
+    /// Stops accepting connections, ends subscriptions (WebSockets get a 1001 close frame),
+    /// and waits (up to 10 s) for in-flight requests.
     pub async fn shutdown(mut self) {
+        self.subscriptions.send_replace(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

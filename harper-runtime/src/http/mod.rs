@@ -4,6 +4,7 @@
 mod error;
 pub mod negotiate;
 pub mod openapi;
+mod realtime;
 mod rest;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 pub use error::ApiError;
+pub use realtime::RealtimeConfig;
 pub use rest::{MAX_ID_BYTES, SORT_SCAN_LIMIT};
 
 use crate::schema::TableDef;
@@ -22,11 +24,14 @@ use crate::storage::Database;
 /// Default request body limit (Harper's: 10,000,000 bytes).
 pub const DEFAULT_BODY_LIMIT: usize = 10_000_000;
 
-/// The REST filter for `tables` (each must be exported; others are skipped).
+/// The REST and real-time filter for `tables` (each must be exported; others are skipped).
+/// Subscriptions end when `shutdown` becomes true.
 pub fn rest_api(
     db: Database,
     tables: &[&'static TableDef],
     body_limit: usize,
+    realtime: RealtimeConfig,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> BoxedFilter<(Response,)> {
     let mut by_name = HashMap::new();
     for def in tables {
@@ -38,8 +43,11 @@ pub fn rest_api(
         db,
         tables: by_name,
         body_limit,
+        realtime,
+        shutdown,
     });
-    warp::method()
+    let ws = realtime::ws_filter(state.clone());
+    let rest = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
@@ -55,6 +63,6 @@ pub fn rest_api(
                 };
                 async move { rest::handle(state, req, Box::pin(body)).await }
             },
-        )
-        .boxed()
+        );
+    ws.or(rest).unify().boxed()
 }

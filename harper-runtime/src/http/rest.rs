@@ -41,10 +41,13 @@ pub struct ApiState {
     /// Exported tables by URL segment.
     pub tables: HashMap<&'static str, &'static TableDef>,
     pub body_limit: usize,
+    pub realtime: super::realtime::RealtimeConfig,
+    /// Becomes true when the server shuts down: subscriptions end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What a request addresses.
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     Description(&'static TableDef),
     Collection(&'static TableDef),
     Record(&'static TableDef, &'a str),
@@ -69,7 +72,7 @@ where
     }
 }
 
-fn route<'a>(state: &ApiState, path: &'a str) -> Result<Target<'a>, ApiError> {
+pub(crate) fn route<'a>(state: &ApiState, path: &'a str) -> Result<Target<'a>, ApiError> {
     let rest = path.strip_prefix('/').unwrap_or(path);
     if rest == "openapi" {
         return Ok(Target::OpenApi);
@@ -100,6 +103,12 @@ where
 {
     let target = route(state, &req.path)?;
     let m = &req.method;
+    if matches!(*m, Method::GET | Method::HEAD)
+        && !matches!(target, Target::OpenApi)
+        && negotiate::wants_event_stream(header_str(req, header::ACCEPT))
+    {
+        return super::realtime::sse(state, req);
+    }
     match target {
         Target::OpenApi => match *m {
             Method::GET | Method::HEAD => {
@@ -176,7 +185,7 @@ fn export(def: &TableDef) -> &'static str {
     def.export_name().unwrap_or(def.name)
 }
 
-fn decode_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn decode_id(raw: &str) -> Result<String, ApiError> {
     let id = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| {
@@ -199,7 +208,7 @@ fn decode_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// The primary-key value of a URL id, typed by the table's key.
-fn key_value(def: &'static TableDef, id: &str) -> Result<Value, ApiError> {
+pub(crate) fn key_value(def: &'static TableDef, id: &str) -> Result<Value, ApiError> {
     match def.primary_key().ty.scalar {
         Scalar::Int { .. } => {
             let n: Option<Value> = id
@@ -344,7 +353,7 @@ fn split_suffix(def: &'static TableDef, id: &str) -> Option<RecordPath> {
     Some(RecordPath::Formatted(base.to_owned(), format))
 }
 
-fn parse(def: &'static TableDef, raw: &str) -> Result<Query, ApiError> {
+pub(crate) fn parse(def: &'static TableDef, raw: &str) -> Result<Query, ApiError> {
     let is_attribute = |name: &str| def.field(name).is_some() || def.relationship(name).is_some();
     parse_query(raw, &is_attribute)
         .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
@@ -446,7 +455,7 @@ fn get_record(
     Ok(r)
 }
 
-fn json_atom(v: &Value) -> Atom {
+pub(crate) fn json_atom(v: &Value) -> Atom {
     match v {
         Value::String(s) => Atom::Str(s.clone()),
         Value::Number(n) => n

@@ -345,6 +345,45 @@ fn compile_related<R: Reader>(
     }))
 }
 
+/// A filter checked against one record at a time, without reading anything else: for live
+/// subscriptions, which test each changed record. Conditions through relationships are
+/// refused (their answer depends on other tables, which change independently).
+#[derive(Debug, Clone)]
+pub(crate) struct Predicate(CFilter);
+
+impl Predicate {
+    pub(crate) fn compile<R: Reader>(
+        r: &R,
+        def: &'static TableDef,
+        filter: &Filter,
+    ) -> Result<Self> {
+        fn local_only(def: &TableDef, f: &Filter) -> Result<()> {
+            match f {
+                Filter::And(items) | Filter::Or(items) => {
+                    items.iter().try_for_each(|f| local_only(def, f))
+                }
+                Filter::Condition(c) if c.path.len() > 1 => Err(bad_value(
+                    def,
+                    c,
+                    format!(
+                        "a subscription filters on {}'s own attributes; {} goes through a relationship",
+                        def.name,
+                        c.path.join(".")
+                    ),
+                )),
+                Filter::Condition(_) => Ok(()),
+            }
+        }
+        local_only(def, filter)?;
+        let mut stats = QueryStats::default();
+        compile_filter(r, def, filter, &mut stats).map(Predicate)
+    }
+
+    pub(crate) fn matches(&self, rec: &Record) -> bool {
+        eval(&self.0, rec)
+    }
+}
+
 fn eval(filter: &CFilter, rec: &Record) -> bool {
     match filter {
         CFilter::True => true,

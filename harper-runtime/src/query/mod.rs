@@ -4,7 +4,7 @@ mod exec;
 mod model;
 
 pub use exec::QueryStats;
-pub(crate) use exec::{check_select, project, related_records, run, run_each, shape};
+pub(crate) use exec::{Predicate, check_select, project, related_records, run, run_each, shape};
 pub use model::{
     Attr, Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort, attr,
 };

@@ -60,9 +60,23 @@ pub struct DatabaseBuilder {
     temporary: bool,
     durability: Durability,
     cache_bytes: u64,
+    retention: u64,
 }
 
+/// Change-log entries kept by default: subscribers reconnecting with `since` can resume from
+/// any of the last this many transactions.
+pub const DEFAULT_CHANGE_LOG_RETENTION: u64 = 100_000;
+
 impl DatabaseBuilder {
+    /// How many of the newest change-log entries (transactions) to keep (default
+    /// [`DEFAULT_CHANGE_LOG_RETENTION`]; at least 1). Older entries are deleted as new ones
+    /// commit, so the log's size stays bounded; a subscriber resuming from before the oldest
+    /// kept entry is told to resynchronise.
+    pub fn change_log_retention(mut self, transactions: u64) -> Self {
+        self.retention = transactions.max(1);
+        self
+    }
+
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
@@ -100,6 +114,7 @@ impl DatabaseBuilder {
             None => 0,
         };
         let last_version = schema_meta::last_version(&changes)?;
+        let oldest_seq = prune_log(&fjall, &changes, last_seq, self.retention)?;
         let (events, _) = broadcast::channel(4096);
         Ok(Database {
             inner: Arc::new(Inner {
@@ -115,12 +130,15 @@ impl DatabaseBuilder {
                     next_seq: last_seq + 1,
                 }),
                 committed_seq: AtomicU64::new(last_seq),
+                oldest_seq: AtomicU64::new(oldest_seq),
+                retention: self.retention,
                 synced: GroupSync::new(last_seq),
                 durability: self.durability,
                 clock: AtomicU64::new(last_version),
                 next_ks_id: AtomicU32::new(2),
                 registrations: AtomicU64::new(0),
                 events,
+                hub: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -142,6 +160,10 @@ pub(crate) struct Inner {
     writer: Mutex<WriterState>,
     /// The sequence number of the last committed transaction.
     committed_seq: AtomicU64,
+    /// The oldest sequence number still in the change log (`committed_seq + 1` when empty).
+    oldest_seq: AtomicU64,
+    /// Change-log entries kept.
+    pub(crate) retention: u64,
     synced: GroupSync,
     durability: Durability,
     /// The last version handed out (microseconds since the epoch, strictly increasing).
@@ -150,6 +172,8 @@ pub(crate) struct Inner {
     /// Bumped after each table registration (transactions refresh older snapshots).
     registrations: AtomicU64,
     events: broadcast::Sender<Arc<Commit>>,
+    /// Routes commits to subscriptions; started by the first one.
+    pub(crate) hub: std::sync::OnceLock<Arc<crate::realtime::Hub>>,
 }
 
 pub(crate) struct WriterState {
@@ -186,6 +210,7 @@ impl Database {
             temporary: false,
             durability: Durability::default(),
             cache_bytes: 32 << 20,
+            retention: DEFAULT_CHANGE_LOG_RETENTION,
         }
     }
 
@@ -285,6 +310,21 @@ impl Database {
         self.inner.committed_seq.load(Ordering::Acquire)
     }
 
+    /// The oldest sequence number still in the change log (`last_seq() + 1` when it is empty):
+    /// [`Database::changes_since`] is complete for any `after >= oldest_seq() - 1`.
+    pub fn oldest_seq(&self) -> u64 {
+        self.inner.oldest_seq.load(Ordering::Acquire)
+    }
+
+    /// A read transaction together with the sequence number of the last commit it contains:
+    /// it holds every commit up to that number and none after.
+    pub fn read_at_seq(&self) -> (ReadTx, u64) {
+        // The writer lock keeps commits out while the snapshot and the number are taken.
+        let _writer = self.inner.lock_writer();
+        let seq = self.last_seq();
+        (ReadTx::new(self.inner.clone()), seq)
+    }
+
     /// Change-log entries with sequence numbers above `after`, oldest first, as the JSON
     /// bytes that were logged (`{"seq","version","changes":[...]}`).
     pub fn changes_since(
@@ -368,7 +408,15 @@ impl Inner {
         self.registrations.load(Ordering::Acquire)
     }
 
+    /// The change-log entry a commit of `seq` deletes to keep the log within retention.
+    pub(crate) fn expiring_log_entry(&self, seq: u64) -> Option<u64> {
+        seq.checked_sub(self.retention).filter(|s| *s > 0)
+    }
+
     pub(crate) fn publish(&self, commit: Arc<Commit>) {
+        if let Some(expired) = self.expiring_log_entry(commit.seq) {
+            self.oldest_seq.fetch_max(expired + 1, Ordering::AcqRel);
+        }
         self.committed_seq.store(commit.seq, Ordering::Release);
         // No receivers is fine: nobody is subscribed.
         let _ = self.events.send(commit);
@@ -399,6 +447,39 @@ impl Inner {
             }
         }
     }
+}
+
+/// Deletes change-log entries older than the newest `retention` ones (after a restart with a
+/// smaller retention); returns the oldest sequence number left.
+fn prune_log(
+    fjall: &fjall::Database,
+    log: &Keyspace,
+    last_seq: u64,
+    retention: u64,
+) -> Result<u64> {
+    let keep_from = last_seq.saturating_sub(retention) + 1;
+    let mut oldest = last_seq + 1;
+    let mut batch = fjall.batch();
+    let mut pending = 0usize;
+    for g in log.range(..keep_from.to_be_bytes()) {
+        let k = g.key()?;
+        batch.remove(log, k);
+        pending += 1;
+        if pending == 10_000 {
+            std::mem::replace(&mut batch, fjall.batch()).commit()?;
+            pending = 0;
+        }
+    }
+    batch.commit()?;
+    if let Some(g) = log.first_key_value() {
+        let k = g.key()?;
+        let arr: [u8; 8] = k
+            .as_ref()
+            .try_into()
+            .map_err(|_| Error::Corrupt("change log key".into()))?;
+        oldest = u64::from_be_bytes(arr);
+    }
+    Ok(oldest)
 }
 
 /// Group commit: one thread syncs while the others wait for it and find their commit covered.

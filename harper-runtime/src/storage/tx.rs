@@ -293,6 +293,9 @@ pub struct Change {
     pub kind: ChangeKind,
     /// The stored record (header + canonical JSON) after a put; `None` after a delete.
     pub(crate) stored: Option<Slice>,
+    /// The stored record before the transaction; `None` when it did not exist. Kept in memory
+    /// for subscribers (to tell when a record stops matching a filter), not in the change log.
+    pub(crate) previous: Option<Slice>,
     pub version: u64,
 }
 
@@ -300,6 +303,11 @@ impl Change {
     /// The record's canonical JSON after a put; `None` after a delete.
     pub fn json(&self) -> Option<&[u8]> {
         self.stored.as_ref().map(|s| &s[9..])
+    }
+
+    /// The record's canonical JSON before the transaction; `None` when it did not exist.
+    pub fn previous_json(&self) -> Option<&[u8]> {
+        self.previous.as_ref().map(|s| &s[9..])
     }
 }
 
@@ -484,7 +492,7 @@ impl<'db> WriteTx<'db> {
         let pk = coerce_key(def, key.clone()).ok_or_else(not_found)?;
         let k = key::encode_one(&pk);
         let old = self.current(&store, &k)?.ok_or_else(not_found)?;
-        let mut rec = old.clone();
+        let mut rec = old.0.clone();
         rec.patch(patch)?;
         self.write_record(&store, pk, k, Some(&old), Some(&rec));
         Ok(rec)
@@ -504,12 +512,14 @@ impl<'db> WriteTx<'db> {
         Ok(true)
     }
 
-    fn current(&self, store: &TableStore, key: &[u8]) -> Result<Option<Record>> {
+    /// The record under `key` as this transaction sees it, with its stored bytes.
+    fn current(&self, store: &TableStore, key: &[u8]) -> Result<Option<(Record, Slice)>> {
         let view = self.view();
         match view.get(&store.records, key)? {
             Some(bytes) => {
                 let (_, json) = split_stored(&bytes)?;
-                Record::from_stored_json(store.def, json).map(Some)
+                let rec = Record::from_stored_json(store.def, json)?;
+                Ok(Some((rec, bytes)))
             }
             None => Ok(None),
         }
@@ -531,9 +541,13 @@ impl<'db> WriteTx<'db> {
         store: &TableStore,
         pk: Atom,
         key: Vec<u8>,
-        old: Option<&Record>,
+        old: Option<&(Record, Slice)>,
         new: Option<&Record>,
     ) {
+        let (old, old_bytes) = match old {
+            Some((rec, bytes)) => (Some(rec), Some(bytes.clone())),
+            None => (None, None),
+        };
         for (i, index) in store.indexes.iter().enumerate() {
             let Some(index) = index else { continue };
             let old_atoms = old.map(|r| r.atoms(i)).unwrap_or_default();
@@ -562,16 +576,22 @@ impl<'db> WriteTx<'db> {
             None => (ChangeKind::Delete, None),
         };
         self.stage(&records, key.clone(), stored.clone());
-        let change = Change {
+        let mut change = Change {
             table: store.def,
             id: pk,
             kind,
             stored,
+            previous: old_bytes,
             version: self.version,
         };
-        // One change per record: a record written twice in a transaction keeps its final state.
+        // One change per record: a record written twice in a transaction keeps its final state
+        // and its state from before the transaction.
         match self.change_index.entry((store.def.name, key)) {
-            std::collections::hash_map::Entry::Occupied(e) => self.changes[*e.get()] = change,
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let slot = &mut self.changes[*e.get()];
+                change.previous = slot.previous.take();
+                *slot = change;
+            }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(self.changes.len());
                 self.changes.push(change);
@@ -597,6 +617,9 @@ impl<'db> WriteTx<'db> {
         }
         let entry = encode_log_entry(seq, self.version, &self.changes);
         batch.insert(&self.inner.changes.handle, seq.to_be_bytes(), entry);
+        if let Some(expired) = self.inner.expiring_log_entry(seq) {
+            batch.remove(&self.inner.changes.handle, expired.to_be_bytes());
+        }
         batch.commit()?;
         self._writer.next_seq = seq + 1;
         let commit = Arc::new(Commit {
