@@ -2,13 +2,24 @@
 //!
 //! `cargo run --example storefront [-- --addr HOST:PORT --data DIR --no-seed]` opens (or
 //! creates) the data directory, fills a demo catalog on first start (unless `--no-seed`), and
-//! serves the three tables over Harper's REST API until Ctrl-C or SIGTERM.
+//! serves the three tables over Harper's REST API, with add-to-cart and checkout (`shop`,
+//! `api`), until Ctrl-C or SIGTERM.
+//!
+//! `... -- [--data DIR] import FILE [--table T]` imports a JSON array or CSV file;
+//! `... -- generate N FILE` writes N generated products to import (see `import`).
 
+mod api;
 mod catalog;
+mod import;
 mod schema;
+mod shop;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use harper::App;
 use harper::prelude::*;
+use harper::schema::TableDef;
 use schema::{CartItem, Category, Product};
 
 /// Fills the demo catalog (see `catalog.rs`) in one transaction.
@@ -25,32 +36,80 @@ fn seed(db: &Database) -> harper::Result<()> {
     })
 }
 
+const USAGE: &str = "\
+usage: storefront [--addr HOST:PORT] [--data DIR] [--no-seed]
+           serve the storefront (env: HARPER_ADDR, HARPER_DATA)
+       storefront [--data DIR] import FILE [--table Product|Category|CartItem]
+           import a JSON array of records, or a CSV file with a header row of attribute
+           names (chosen by extension, else by content), into a table (default Product).
+           Every row is checked whole; bad rows are reported with their line and skipped.
+           Rows replace records by id, so importing a file again (after an interruption,
+           say) is safe. Stop the server first: one process at a time opens a data directory.
+       storefront generate N FILE
+           write N generated products (ids gen-0000000, ...) to FILE: CSV when its name
+           ends in .csv, else a JSON array";
+
+/// The tables the storefront serves (and documents in /openapi).
+fn tables() -> Vec<&'static TableDef> {
+    vec![Product::DEF, Category::DEF, CartItem::DEF]
+}
+
+#[derive(Debug, PartialEq)]
+enum Command {
+    Serve,
+    Import { file: PathBuf, table: String },
+    Generate { count: usize, file: PathBuf },
+}
+
 struct Options {
     addr: String,
     data: String,
     seed: bool,
+    command: Command,
 }
 
-fn options() -> Result<Options, String> {
+fn options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options {
         addr: std::env::var("HARPER_ADDR").unwrap_or_else(|_| "127.0.0.1:9926".into()),
         data: std::env::var("HARPER_DATA").unwrap_or_else(|_| "data/storefront".into()),
         seed: true,
+        command: Command::Serve,
     };
-    let mut args = std::env::args().skip(1);
+    let mut table = None;
+    let mut words = Vec::new();
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => o.addr = args.next().ok_or("--addr needs HOST:PORT")?,
             "--data" => o.data = args.next().ok_or("--data needs a directory")?,
             "--no-seed" => o.seed = false,
+            "--table" => table = Some(args.next().ok_or("--table needs a table name")?),
             "-h" | "--help" => {
-                println!(
-                    "usage: storefront [--addr HOST:PORT] [--data DIR] [--no-seed]\n(env: HARPER_ADDR, HARPER_DATA)"
-                );
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument {other}; see --help")),
+            other if other.starts_with('-') => {
+                return Err(format!("unknown option {other}; see --help"));
+            }
+            _ => words.push(arg),
         }
+    }
+    o.command = match words.as_slice() {
+        [] => Command::Serve,
+        [cmd, file] if cmd == "import" => Command::Import {
+            file: file.into(),
+            table: table.take().unwrap_or_else(|| "Product".into()),
+        },
+        [cmd, count, file] if cmd == "generate" => Command::Generate {
+            count: count
+                .parse()
+                .map_err(|_| format!("generate needs a count, not {count:?}"))?,
+            file: file.into(),
+        },
+        _ => return Err(format!("unexpected arguments {words:?}; see --help")),
+    };
+    if table.is_some() {
+        return Err("--table goes with import; see --help".into());
     }
     Ok(o)
 }
@@ -63,18 +122,24 @@ async fn main() -> harper::Result<()> {
                 .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
         )
         .init();
-    let o = match options() {
+    let o = match options(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(2);
         }
     };
+    match &o.command {
+        Command::Serve => {}
+        Command::Import { file, table } => std::process::exit(run_import(&o.data, file, table)?),
+        Command::Generate { count, file } => std::process::exit(run_generate(*count, file)),
+    }
     let db = Database::open(&o.data)?;
     let app = App::new(db.clone())
         .table::<Product>()
         .table::<Category>()
-        .table::<CartItem>();
+        .table::<CartItem>()
+        .route(api::routes(db.clone(), tables()));
     if o.seed && db.get::<Category>("electronics")?.is_none() {
         seed(&db)?;
         tracing::info!(data = %o.data, "seeded a demo catalog (10 categories, 300 products)");
@@ -84,11 +149,82 @@ async fn main() -> harper::Result<()> {
     println!("harper storefront on http://{addr}/  (data: {})", o.data);
     println!("  curl 'http://{addr}/Product/?categoryId=electronics&inStock=true&limit=20'");
     println!("  curl 'http://{addr}/Product/?price=lt=100&inStock=true&sort=name'");
+    println!(
+        "  curl -X POST http://{addr}/CartItem/ -d '{{\"productId\":\"prod-00001\",\"sessionId\":\"s1\",\"quantity\":2}}'"
+    );
+    println!("  curl -X POST http://{addr}/Cart/s1/checkout");
     println!("  curl http://{addr}/openapi");
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// `import FILE [--table T]`: the exit code is 0 when every row was imported, 1 when some
+/// were skipped or the import stopped, 2 for an unknown table.
+fn run_import(data: &str, file: &Path, table: &str) -> harper::Result<i32> {
+    let Some(def) = tables().into_iter().find(|d| d.name == table) else {
+        let names: Vec<&str> = tables().iter().map(|d| d.name).collect();
+        eprintln!("no table {table}; the tables are {}", names.join(", "));
+        return Ok(2);
+    };
+    let db = Database::open(data)?;
+    for def in tables() {
+        db.register_def(def)?;
+    }
+    let progress = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {msg}",
+    ) {
+        progress.set_style(style.progress_chars("=> "));
+    }
+    let started = Instant::now();
+    let result = import::import_file(&db, def, file, None, &progress);
+    progress.finish_and_clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("import of {} stopped: {e}", file.display());
+            return Ok(1);
+        }
+    };
+    for bad in &report.skipped {
+        eprintln!("{}: skipped {bad}", file.display());
+    }
+    db.persist()?;
+    println!(
+        "imported {} {} rows into {data} in {:.2?} ({} new, {} replaced); skipped {} bad rows",
+        report.written(),
+        def.name,
+        started.elapsed(),
+        report.created,
+        report.replaced,
+        report.skipped.len()
+    );
+    Ok(if report.skipped.is_empty() { 0 } else { 1 })
+}
+
+/// `generate N FILE`: the exit code.
+fn run_generate(count: usize, file: &Path) -> i32 {
+    let format = match file.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("csv") => import::Format::Csv,
+        _ => import::Format::Json,
+    };
+    let written = std::fs::File::create(file).and_then(|f| {
+        let mut out = std::io::BufWriter::new(f);
+        import::write_products(&mut out, count, format)?;
+        std::io::Write::flush(&mut out)
+    });
+    match written {
+        Ok(()) => {
+            println!("wrote {count} products to {}", file.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("cannot write {}: {e}", file.display());
+            1
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -117,5 +253,53 @@ mod tests {
             .unwrap();
         assert_eq!((cats, products), (10, 300));
         db.check_integrity().unwrap();
+    }
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        options(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn command_line() {
+        let o = parse(&["--data", "/tmp/x", "import", "p.json"]).unwrap();
+        assert_eq!(o.data, "/tmp/x");
+        assert_eq!(
+            o.command,
+            Command::Import {
+                file: "p.json".into(),
+                table: "Product".into()
+            }
+        );
+        let o = parse(&["import", "c.csv", "--table", "Category"]).unwrap();
+        assert_eq!(
+            o.command,
+            Command::Import {
+                file: "c.csv".into(),
+                table: "Category".into()
+            }
+        );
+        let o = parse(&["generate", "10", "out.csv"]).unwrap();
+        assert_eq!(
+            o.command,
+            Command::Generate {
+                count: 10,
+                file: "out.csv".into()
+            }
+        );
+        let o = parse(&["--no-seed", "--addr", "0.0.0.0:1"]).unwrap();
+        assert_eq!(
+            (o.command, o.seed, o.addr.as_str()),
+            (Command::Serve, false, "0.0.0.0:1")
+        );
+        for bad in [
+            &["import"][..],
+            &["import", "a", "b"],
+            &["generate", "x", "f"],
+            &["--table", "Product"],
+            &["--bogus"],
+            &["serve"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }
