@@ -13,6 +13,7 @@ mod catalog;
 mod import;
 mod schema;
 mod shop;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -139,7 +140,8 @@ async fn main() -> harper::Result<()> {
         .table::<Product>()
         .table::<Category>()
         .table::<CartItem>()
-        .route(api::routes(db.clone(), tables()));
+        .route(api::routes(db.clone(), tables()))
+        .route(web::routes());
     if o.seed && db.get::<Category>("electronics")?.is_none() {
         seed(&db)?;
         tracing::info!(data = %o.data, "seeded a demo catalog (10 categories, 300 products)");
