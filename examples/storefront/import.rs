@@ -465,15 +465,18 @@ const CATEGORY_IDS: [&str; 10] = [
 pub fn generated_product(i: usize) -> Product {
     let h = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let stock = (h >> 40) % 100;
+    let category = CATEGORY_IDS[(h % CATEGORY_IDS.len() as u64) as usize];
+    let id = format!("gen-{i:07}");
+    let image_url = Some(format!("/images/{category}/{id}.svg"));
     Product {
-        id: format!("gen-{i:07}").into(),
+        id: id.into(),
         name: format!("Generated product {i}"),
         description: Some(format!("Generated for import tests, number {i}")),
         price: ((h >> 20) % 100_000 + 99) as f64 / 100.0,
-        category_id: CATEGORY_IDS[(h % CATEGORY_IDS.len() as u64) as usize].into(),
+        category_id: category.into(),
         in_stock: stock > 0,
         stock_quantity: stock as i32,
-        image_url: Some(format!("/images/gen/{i}.svg")),
+        image_url,
         created_at: None,
         category: Link::new(),
     }

@@ -152,7 +152,7 @@ async fn main() -> harper::Result<()> {
     println!("  curl 'http://{addr}/Product/?categoryId=electronics&inStock=true&limit=20'");
     println!("  curl 'http://{addr}/Product/?price=lt=100&inStock=true&sort=name'");
     println!(
-        "  curl -X POST http://{addr}/CartItem/ -d '{{\"productId\":\"prod-00001\",\"sessionId\":\"s1\",\"quantity\":2}}'"
+        "  curl -X POST http://{addr}/CartItem/ -H 'content-type: application/json' -d '{{\"productId\":\"prod-00001\",\"sessionId\":\"s1\",\"quantity\":2}}'"
     );
     println!("  curl -X POST http://{addr}/Cart/s1/checkout");
     println!("  curl http://{addr}/openapi");
