@@ -4,14 +4,20 @@
 //   inStock, sort(), limit(start,end)); "Show more" fetches the next page;
 // - the cart belongs to a session id kept in localStorage; adding is POST /CartItem/
 //   (409 when the stock is short), checking out is POST /Cart/<session>/checkout;
-// - stock shown on screen follows other shoppers live: an EventSource on /Product/
-//   (filtered by the current category) delivers every change as a "put" of the record.
+// - stock shown on screen follows other shoppers live: an EventSource on
+//   /Product/?id=a|id=b|... (the products on screen and in the cart) delivers their
+//   current state, then every change, as "put" events of the whole record.
 'use strict';
 
 (() => {
   const PAGE = 60;
   const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
-  const enc = encodeURIComponent;
+  // Percent-encodes a value for a URL path segment or a query condition, including the
+  // characters the query language gives a meaning to: ( ) ! * '.
+  const enc = (v) => encodeURIComponent(v).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+  // Past this many products to watch, the stream covers the category (or the whole table)
+  // instead of naming each product.
+  const MAX_WATCHED = 150;
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -121,7 +127,6 @@
       chip.setAttribute('aria-pressed', String(chip.dataset.category === id));
     }
     loadProducts(true);
-    subscribe();
   }
 
   // ---- products --------------------------------------------------------------------
@@ -172,6 +177,7 @@
     state.offset = offset + rows.length;
     $('more').hidden = !more;
     renderSummary();
+    watch();
   }
 
   function renderSummary() {
@@ -227,7 +233,9 @@
   // ---- live stock (Server-Sent Events) -----------------------------------------------
 
   let source = null;
+  let sourceUrl = null;
   let retry = null;
+  let watchTimer = null;
 
   function setLive(s) {
     state.live = s;
@@ -236,20 +244,42 @@
     $('live-text').textContent = s === 'live' ? 'live' : s === 'off' ? 'offline' : 'connecting';
   }
 
-  function subscribe() {
+  // The stream to listen to: the products on screen and in the cart, by id; the current
+  // category (or everything) when that list gets long.
+  function streamUrl() {
+    const ids = new Set(state.shown.keys());
+    for (const item of state.cart) ids.add(item.productId);
+    if (ids.size === 0) return null;
+    if (ids.size > MAX_WATCHED) {
+      return '/Product/' + (state.category ? '?categoryId=' + enc(state.category) : '');
+    }
+    return '/Product/?' + [...ids].sort().map((id) => 'id=' + enc(id)).join('|');
+  }
+
+  // Called whenever what is on screen changes; coalesces bursts into one reconnection.
+  function watch() {
+    clearTimeout(watchTimer);
+    watchTimer = setTimeout(() => {
+      const url = streamUrl();
+      if (url !== sourceUrl || !source) subscribe(url);
+    }, 50);
+  }
+
+  function subscribe(url) {
     clearTimeout(retry);
     if (source) source.close();
     source = null;
+    sourceUrl = url;
+    if (!url) return;
     if (!('EventSource' in window)) {
       setLive('off');
       return;
     }
-    // Only the current category's products can be on screen; an unfiltered stream when
-    // "All" is selected.
-    const url = '/Product/' + (state.category ? '?categoryId=' + enc(state.category) : '');
+    // On connecting, the server first sends the current state of every product watched
+    // (as puts), so nothing changed in between is missed.
     const es = new EventSource(url);
     source = es;
-    setLive('connecting');
+    if (state.live !== 'live') setLive('connecting');
     const handle = (e) => { if (source === es) onEvent(e); };
     es.onopen = () => { if (source === es) setLive('live'); };
     es.onmessage = handle;
@@ -260,7 +290,8 @@
         // Not an event stream (or refused): try again later; the browser retries by
         // itself only after network errors.
         setLive('off');
-        retry = setTimeout(subscribe, 5000);
+        source = null;
+        retry = setTimeout(() => subscribe(sourceUrl), 5000);
       } else {
         setLive('connecting');
       }
@@ -280,7 +311,8 @@
         productGone(msg.id);
         break;
       case 'unmatched':
-        // Moved out of the category: whatever is on screen stays until the next query.
+        // No longer matches the stream's filter (only when it follows a category):
+        // whatever is on screen stays until the next query.
         break;
       case 'resync':
         // The current state of every product follows as puts; nothing to drop, since
@@ -330,6 +362,7 @@
     state.cart = r.data.sort((a, b) =>
       String(a.addedAt || '').localeCompare(String(b.addedAt || '')) || String(a.id).localeCompare(String(b.id)));
     renderCart();
+    watch();
   }
 
   function renderCart() {
@@ -460,7 +493,6 @@
     loadCategories();
     loadProducts(true);
     loadCart();
-    subscribe();
   }
 
   init();
