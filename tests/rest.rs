@@ -360,6 +360,32 @@ async fn a_sort_that_would_scan_a_large_table_is_refused_with_the_reason() {
 }
 
 #[tokio::test]
+async fn queries_answer_in_full_whether_they_run_inline_or_on_the_blocking_pool() {
+    // Small queries run on the request's thread under a read budget; bigger ones give up
+    // there and run on the blocking pool. Either way the answer is complete and ordered.
+    let db = cart_items(3_000, |i| i % 7);
+    let f = start_with(db, 1 << 20).await;
+    // quantity is not indexed: 3000 records read for 428 matches (over the budget).
+    let (status, v) = f.json("/CartItem/?quantity=6").await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), (0..3_000).filter(|i| i % 7 == 6).count());
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0]["id"].as_str() < w[1]["id"].as_str())
+    );
+    assert!(rows.iter().all(|r| r["quantity"] == 6));
+    // Stops at its limit after a few reads: inline.
+    let (_, v) = f.json("/CartItem/?quantity=6&limit(2)").await;
+    assert_eq!(v, json!([rows[0], rows[1]]));
+    // A sorted page over the whole table (an ordered index scan) and a small full answer.
+    let (_, v) = f.json("/CartItem/?sort(-sessionId,id)&limit(0,3)").await;
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    let (_, v) = f.json("/CartItem/?id=lt=c00005&select(id)").await;
+    assert_eq!(v, json!(["c00000", "c00001", "c00002", "c00003", "c00004"]));
+}
+
+#[tokio::test]
 async fn writes_with_harpers_status_codes() {
     let f = start().await;
     use reqwest::Method as M;

@@ -28,6 +28,8 @@ use crate::storage::{Database, Reader, StoredRecord};
 
 /// Longest primary key accepted in a URL or body, in bytes.
 pub const MAX_ID_BYTES: usize = 1024;
+/// Index entries plus records a collection query may read on the request's thread.
+const INLINE_READS: u64 = 1024;
 /// Tables above this many records refuse a sort on a non-indexed attribute with no condition.
 pub const SORT_SCAN_LIMIT: u64 = 10_000;
 
@@ -519,6 +521,14 @@ async fn get_collection(
             &req.method,
         ));
     }
+    if query::budgetable(&query)
+        && let Some(body) = small_collection(state, def, &query, format)?
+    {
+        let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
+        r.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        return Ok(r);
+    }
     if query
         .limit
         .is_some_and(|l| l.saturating_add(query.offset) <= BUFFERED_ROWS)
@@ -613,6 +623,42 @@ fn encode_row(
 const BUFFERED_ROWS: usize = 1000;
 
 /// A small page: encoded whole on the blocking pool, sent with a Content-Length.
+/// Answers a query on the request's own thread when it needs at most [`INLINE_READS`] index
+/// entries and records (in-memory fjall reads take microseconds; a hop to the blocking pool
+/// costs more than such a query). `None` when it needs more: it then runs on the pool.
+fn small_collection(
+    state: &ApiState,
+    def: &'static TableDef,
+    query: &Query,
+    format: Format,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let out = state.db.read(|rtx| {
+        let mut encoder = CollectionEncoder::new(format);
+        let mut buf = Vec::with_capacity(8 * 1024);
+        encoder.begin(&mut buf);
+        let run = query::run_bounded(rtx, def, query, Some(INLINE_READS), &mut |row| {
+            encode_row(
+                rtx,
+                def,
+                query.select.as_ref(),
+                &row,
+                &mut encoder,
+                &mut buf,
+            )?;
+            Ok(true)
+        });
+        match run {
+            Ok((_, false)) => {
+                encoder.finish(&mut buf);
+                Ok(Some(buf))
+            }
+            Ok((_, true)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    });
+    Ok(out?)
+}
+
 async fn buffered_collection(
     state: &Arc<ApiState>,
     def: &'static TableDef,

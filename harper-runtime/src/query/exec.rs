@@ -817,6 +817,36 @@ pub(crate) fn run_each<R: Reader>(
     query: &Query,
     sink: &mut dyn FnMut(StoredRecord) -> Result<bool>,
 ) -> Result<QueryStats> {
+    run_bounded(r, def, query, None, sink).map(|(stats, _)| stats)
+}
+
+/// Whether a query can run under a read budget: every read it makes goes through the
+/// executor's counted source (no conditions or selects through relationships, which read
+/// other tables directly).
+pub(crate) fn budgetable(query: &Query) -> bool {
+    fn local(f: &Filter) -> bool {
+        match f {
+            Filter::And(items) | Filter::Or(items) => items.iter().all(local),
+            Filter::Condition(c) => c.path.len() == 1,
+        }
+    }
+    fn flat(s: &Select) -> bool {
+        s.items
+            .iter()
+            .all(|i| matches!(i, SelectItem::All | SelectItem::Attribute(_)))
+    }
+    query.filter.as_ref().is_none_or(local) && query.select.as_ref().is_none_or(flat)
+}
+
+/// [`run_each`] that gives up once it has read more than `budget` index entries and records:
+/// the flag is then true, and what reached `sink` must be discarded.
+pub(crate) fn run_bounded<R: Reader>(
+    r: &R,
+    def: &'static TableDef,
+    query: &Query,
+    budget: Option<u64>,
+    sink: &mut dyn FnMut(StoredRecord) -> Result<bool>,
+) -> Result<(QueryStats, bool)> {
     let store = r.store(def)?;
     let mut stats = QueryStats::default();
     let filter = match &query.filter {
@@ -827,11 +857,14 @@ pub(crate) fn run_each<R: Reader>(
     let wanted = query.limit.map(|l| l.saturating_add(query.offset));
     if query.limit == Some(0) || matches!(filter, CFilter::False) {
         stats.plan = "nothing (empty result)".into();
-        return Ok(stats);
+        return Ok((stats, false));
     }
 
     let view = r.view();
-    let counters = crate::storage::source::Counters::default();
+    let counters = crate::storage::source::Counters {
+        budget,
+        ..Default::default()
+    };
     let records_id = store.records.id;
     let is_record = move |id: u32| id == records_id;
     let source = crate::storage::source::Counting {
@@ -1018,7 +1051,7 @@ pub(crate) fn run_each<R: Reader>(
     }
     stats.index_entries_read += counters.index_entries.get();
     stats.records_read += counters.records.get();
-    Ok(stats)
+    Ok((stats, counters.exceeded.get()))
 }
 
 /// The records `rel` of `rec` points to.

@@ -4,7 +4,10 @@ mod exec;
 mod model;
 
 pub use exec::QueryStats;
-pub(crate) use exec::{Predicate, check_select, project, related_records, run, run_each, shape};
+pub(crate) use exec::{
+    Predicate, budgetable, check_select, project, related_records, run, run_bounded, run_each,
+    shape,
+};
 pub use model::{
     Attr, Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort, attr,
 };

@@ -58,6 +58,22 @@ pub(crate) type KvIter<'a> = Box<dyn Iterator<Item = Result<(Slice, Slice)>> + '
 pub(crate) struct Counters {
     pub index_entries: Cell<u64>,
     pub records: Cell<u64>,
+    /// When set: scans end once this many entries and records were read, and `exceeded` is
+    /// raised (the caller discards what it got and runs the query elsewhere).
+    pub budget: Option<u64>,
+    pub exceeded: Cell<bool>,
+}
+
+impl Counters {
+    fn over_budget(&self) -> bool {
+        let over = self
+            .budget
+            .is_some_and(|b| self.index_entries.get() + self.records.get() > b);
+        if over {
+            self.exceeded.set(true);
+        }
+        over
+    }
 }
 
 pub(crate) trait Source {
@@ -219,13 +235,18 @@ impl<S: Source + ?Sized> Source for Counting<'_, S> {
     fn scan(&self, ks: &Ks, range: &KeyRange, reverse: bool) -> KvIter<'_> {
         let record = (self.is_record_ks)(ks.id);
         let counters = self.counters;
-        Box::new(self.inner.scan(ks, range, reverse).inspect(move |_| {
-            let cell = if record {
-                &counters.records
-            } else {
-                &counters.index_entries
-            };
-            cell.set(cell.get() + 1);
-        }))
+        Box::new(
+            self.inner
+                .scan(ks, range, reverse)
+                .take_while(move |_| !counters.over_budget())
+                .inspect(move |_| {
+                    let cell = if record {
+                        &counters.records
+                    } else {
+                        &counters.index_entries
+                    };
+                    cell.set(cell.get() + 1);
+                }),
+        )
     }
 }
