@@ -535,6 +535,23 @@ fn read_content(schema: Value) -> Value {
     Value::Object(content)
 }
 
+/// Adds the Server-Sent Events subscription (`Accept: text/event-stream`) to a GET's content.
+fn with_event_stream(mut content: Value, what: &str) -> Value {
+    content["text/event-stream"] = json!({
+        "schema": {
+            "type": "string",
+            "description": format!(
+                "A subscription: {what}, one `data: <JSON>` event each \
+                 (`{{\"id\",\"localTime\",\"value\",\"version\",\"type\":\"put\"|\"delete\"|\"unmatched\"|\"resync\",\"seq\"}}`), \
+                 with `id: <seq>` on the last event of each transaction and a heartbeat comment \
+                 every 15 s. Resume with `Last-Event-ID` or `since=<seq>`; the same stream is \
+                 served over a WebSocket upgrade on this path."
+            ),
+        },
+    });
+    content
+}
+
 fn body_content(schema: Value) -> Value {
     let content: Map<String, Value> = BODY_TYPES
         .iter()
@@ -677,7 +694,11 @@ impl TablePaths<'_> {
                         "description": "The matching records. With `select(...)` each item has the \
                             selected shape: an object of those attributes, a bare value for \
                             `select(a)`, an array for `select([a,b])`.",
-                        "content": read_content(list),
+                        "content": with_event_stream(
+                            read_content(list),
+                            "every matching record first, then each put or delete of a matching \
+                             record and `unmatched` when a record stops matching",
+                        ),
                     },
                     "400": error_response("A malformed query, a condition or select on an attribute the table does not have, a value of the wrong type, an unknown comparator or function, or a query too expensive to run."),
                     "406": error_response("No acceptable media type in `Accept`."),
@@ -766,7 +787,10 @@ impl TablePaths<'_> {
                     "200": {
                         "description": "The record.",
                         "headers": { "ETag": etag_header() },
-                        "content": read_content(schema_ref(schema)),
+                        "content": with_event_stream(
+                            read_content(schema_ref(schema)),
+                            "the record first (if it exists), then each put or delete of it",
+                        ),
                     },
                     "304": { "description": "Not modified: `If-None-Match` names the current ETag." },
                     "400": error_response("An invalid id or query."),
