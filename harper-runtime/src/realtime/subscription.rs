@@ -186,7 +186,7 @@ impl Database {
         if let Some(h) = self.inner.hub.get() {
             return Ok(h.clone());
         }
-        let _writer = self.inner.lock_writer();
+        let _init = self.inner.lock_commit();
         if let Some(h) = self.inner.hub.get() {
             return Ok(h.clone());
         }

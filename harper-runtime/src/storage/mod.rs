@@ -129,6 +129,7 @@ impl DatabaseBuilder {
                 writer: Mutex::new(WriterState {
                     next_seq: last_seq + 1,
                 }),
+                commit_lock: Mutex::new(()),
                 committed_seq: AtomicU64::new(last_seq),
                 oldest_seq: AtomicU64::new(oldest_seq),
                 retention: self.retention,
@@ -158,6 +159,9 @@ pub(crate) struct Inner {
     tables: RwLock<HashMap<&'static str, Arc<TableStore>>>,
     /// Held for the whole of a write transaction.
     writer: Mutex<WriterState>,
+    /// Held while a commit's batch is applied and its sequence number published (briefly):
+    /// a snapshot taken under it pairs with an exact sequence number.
+    pub(crate) commit_lock: Mutex<()>,
     /// The sequence number of the last committed transaction.
     committed_seq: AtomicU64,
     /// The oldest sequence number still in the change log (`committed_seq + 1` when empty).
@@ -319,8 +323,9 @@ impl Database {
     /// A read transaction together with the sequence number of the last commit it contains:
     /// it holds every commit up to that number and none after.
     pub fn read_at_seq(&self) -> (ReadTx, u64) {
-        // The writer lock keeps commits out while the snapshot and the number are taken.
-        let _writer = self.inner.lock_writer();
+        // The commit lock keeps commits out while the snapshot and the number are taken
+        // (without waiting for a write transaction in progress, only for a batch being applied).
+        let _commit = self.inner.lock_commit();
         let seq = self.last_seq();
         (ReadTx::new(self.inner.clone()), seq)
     }
@@ -350,6 +355,10 @@ impl Database {
 }
 
 impl Inner {
+    pub(crate) fn lock_commit(&self) -> MutexGuard<'_, ()> {
+        self.commit_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
         // A panic inside a write closure poisons the lock; the state it guards (the next
         // sequence number) is only changed after a successful commit, so it stays valid.

@@ -620,6 +620,7 @@ impl<'db> WriteTx<'db> {
         if let Some(expired) = self.inner.expiring_log_entry(seq) {
             batch.remove(&self.inner.changes.handle, expired.to_be_bytes());
         }
+        let committing = self.inner.lock_commit();
         batch.commit()?;
         self._writer.next_seq = seq + 1;
         let commit = Arc::new(Commit {
@@ -629,6 +630,7 @@ impl<'db> WriteTx<'db> {
         });
         // Published while the writer lock is held, so subscribers see commit order.
         self.inner.publish(commit);
+        drop(committing);
         Ok(Some(seq))
     }
 }
