@@ -174,7 +174,7 @@ async fn post_checkout(db: Database, raw: &str, method: &Method) -> Result<Respo
             .into_response());
         }
     }
-    let session = percent_decode(raw).ok_or_else(|| {
+    let session = harper::http::decode_path_segment(raw).ok_or_else(|| {
         error(
             StatusCode::BAD_REQUEST,
             "invalid_session",
@@ -456,45 +456,10 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 /// 201 with the id as a JSON string and `Location: <percent-encoded id>`, as the REST API's POST.
 fn created(id: &str) -> Response {
     let mut r = json_response(StatusCode::CREATED, json!(id).to_string().into_bytes());
-    if let Ok(v) = HeaderValue::from_str(&percent_encode(id)) {
+    if let Ok(v) = HeaderValue::from_str(&harper::http::encode_path_segment(id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
-}
-
-/// Every byte but ASCII letters and digits as `%XX`.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` escapes (a `%` not followed by two hex digits stays as it is); `None` when
-/// the result is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |j: usize| bytes.get(j).and_then(|b| char::from(*b).to_digit(16));
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -509,16 +474,6 @@ mod tests {
         assert_eq!(checkout_session("/Cart/a/b/checkout"), None);
         assert_eq!(checkout_session("/Cart/s1/checkout/"), None);
         assert_eq!(checkout_session("/Cart/s1"), None);
-    }
-
-    #[test]
-    fn percent_coding_round_trips() {
-        for s in ["s1", "a/b c", "naïve%", "日本", ""] {
-            assert_eq!(percent_decode(&percent_encode(s)).as_deref(), Some(s));
-        }
-        assert_eq!(percent_decode("50%").as_deref(), Some("50%"));
-        assert_eq!(percent_decode("%zz%4").as_deref(), Some("%zz%4"));
-        assert_eq!(percent_decode("%FF"), None);
     }
 
     #[test]

@@ -21,6 +21,27 @@ pub use rest::{MAX_ID_BYTES, SORT_SCAN_LIMIT};
 use crate::schema::TableDef;
 use crate::storage::Database;
 
+/// Characters a path segment keeps as they are (RFC 3986 unreserved); every other byte is
+/// percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A record id as one URL path segment (`a/b` becomes `a%2Fb`), as `Location` headers carry it.
+pub fn encode_path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+/// The id a percent-encoded path segment names; `None` when it is not UTF-8 once decoded.
+pub fn decode_path_segment(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
 /// Default request body limit (Harper's: 10,000,000 bytes).
 pub const DEFAULT_BODY_LIMIT: usize = 10_000_000;
 
@@ -65,4 +86,23 @@ pub fn rest_api(
             },
         );
     ws.or(rest).unify().boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_round_trip() {
+        for s in ["s1", "prod-00001", "a/b c", "naïve%", "日本", "", "x.y_z~"] {
+            assert_eq!(
+                decode_path_segment(&encode_path_segment(s)).as_deref(),
+                Some(s)
+            );
+        }
+        assert_eq!(encode_path_segment("prod-1.a_b~c"), "prod-1.a_b~c");
+        assert_eq!(encode_path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(decode_path_segment("50%").as_deref(), Some("50%"));
+        assert_eq!(decode_path_segment("%FF"), None);
+    }
 }

@@ -892,8 +892,7 @@ where
     blocking_write(&state.db, move |tx| tx.insert_record(record)).await?;
     let body = serde_json::to_vec(&id).unwrap_or_default();
     let mut r = json_response(StatusCode::CREATED, body, &req.method);
-    let location =
-        percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let location = super::encode_path_segment(&id);
     if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
