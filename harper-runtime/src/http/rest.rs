@@ -632,31 +632,9 @@ fn small_collection(
     query: &Query,
     format: Format,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    let out = state.db.read(|rtx| {
-        let mut encoder = CollectionEncoder::new(format);
-        let mut buf = Vec::with_capacity(8 * 1024);
-        encoder.begin(&mut buf);
-        let run = query::run_bounded(rtx, def, query, Some(INLINE_READS), &mut |row| {
-            encode_row(
-                rtx,
-                def,
-                query.select.as_ref(),
-                &row,
-                &mut encoder,
-                &mut buf,
-            )?;
-            Ok(true)
-        });
-        match run {
-            Ok((_, false)) => {
-                encoder.finish(&mut buf);
-                Ok(Some(buf))
-            }
-            Ok((_, true)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    });
-    Ok(out?)
+    Ok(state
+        .db
+        .read(|rtx| encode_collection(rtx, def, query, format, Some(INLINE_READS)))?)
 }
 
 async fn buffered_collection(
@@ -667,31 +645,44 @@ async fn buffered_collection(
 ) -> Result<Response, ApiError> {
     let db = state.db.clone();
     let body = tokio::task::spawn_blocking(move || {
-        db.read(|rtx| {
-            let mut encoder = CollectionEncoder::new(format);
-            let mut buf = Vec::with_capacity(8 * 1024);
-            encoder.begin(&mut buf);
-            rtx.query_each(def, &query, &mut |row: StoredRecord| {
-                encode_row(
-                    rtx,
-                    def,
-                    query.select.as_ref(),
-                    &row,
-                    &mut encoder,
-                    &mut buf,
-                )?;
-                Ok(true)
-            })?;
-            encoder.finish(&mut buf);
-            Ok::<_, Error>(buf)
-        })
+        db.read(|rtx| encode_collection(rtx, def, &query, format, None))
     })
     .await
-    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))??;
+    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))??
+    .unwrap_or_default();
     let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
     r.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
     Ok(r)
+}
+
+/// The whole answer as one body; `None` when it needs more than `budget` reads.
+fn encode_collection(
+    rtx: &crate::storage::ReadTx,
+    def: &'static TableDef,
+    query: &Query,
+    format: Format,
+    budget: Option<u64>,
+) -> crate::Result<Option<Vec<u8>>> {
+    let mut encoder = CollectionEncoder::new(format);
+    let mut buf = Vec::with_capacity(8 * 1024);
+    encoder.begin(&mut buf);
+    let (_, over_budget) = query::run_bounded(rtx, def, query, budget, &mut |row| {
+        encode_row(
+            rtx,
+            def,
+            query.select.as_ref(),
+            &row,
+            &mut encoder,
+            &mut buf,
+        )?;
+        Ok(true)
+    })?;
+    if over_budget {
+        return Ok(None);
+    }
+    encoder.finish(&mut buf);
+    Ok(Some(buf))
 }
 
 /// The response body of a streamed collection: the first chunk, then whatever the query task
