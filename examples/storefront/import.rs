@@ -272,7 +272,10 @@ fn read_json(bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), ImportError> {
         record += 1;
         let row = match value {
             Value::Object(_) => Ok(value),
-            other => Err(format!("a row must be a JSON object, not {}", kind(&other))),
+            other => Err(format!(
+                "a row must be a JSON object, not {}",
+                harper::record::json_kind(&other)
+            )),
         };
         sink.row(line, record, row, pos as u64)?;
         pos = skip_ws(bytes, pos);
@@ -313,17 +316,6 @@ impl LineCounter {
             self.counted_to = end;
         }
         self.newlines + 1
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -268,7 +268,8 @@ pub fn record_key(pk: &Atom) -> Vec<u8> {
     key::encode_one(pk)
 }
 
-pub(crate) fn json_kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages ("a string", "an object", ...).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
