@@ -316,6 +316,24 @@ pub(crate) async fn serve_socket(
             return;
         }
     };
+    // Reading runs in its own task, woken only when the client sends something: polling the
+    // socket for reads beside every send would cost a read attempt (and a buffer fill) each.
+    let (events, mut from_client) = tokio::sync::mpsc::channel::<FromClient>(8);
+    let reader = tokio::spawn(async move {
+        while let Some(item) = rx.next().await {
+            let event = match item {
+                Ok(m) if m.is_close() => FromClient::Close,
+                Ok(m) if m.is_text() || m.is_binary() => FromClient::Unsupported,
+                Ok(_) => continue, // pings and pongs: answered by the protocol layer
+                Err(_) => FromClient::Gone,
+            };
+            let last = !matches!(event, FromClient::Unsupported);
+            if events.send(event).await.is_err() || last {
+                return;
+            }
+        }
+        let _ = events.send(FromClient::Gone).await;
+    });
     let cfg = state.realtime.clone();
     let mut shutdown = state.shutdown.clone();
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
@@ -348,12 +366,12 @@ pub(crate) async fn serve_socket(
                     }
                 }
             }
-            incoming = rx.next() => match incoming {
-                Some(Ok(msg)) if msg.is_close() => {
+            event = from_client.recv() => match event {
+                Some(FromClient::Close) => {
                     let _ = tx.close().await;
                     break;
                 }
-                Some(Ok(msg)) if msg.is_text() || msg.is_binary() => {
+                Some(FromClient::Unsupported) => {
                     let reply = serde_json::json!({
                         "type": "error",
                         "error": "unsupported_message",
@@ -364,8 +382,7 @@ pub(crate) async fn serve_socket(
                         break;
                     }
                 }
-                Some(Ok(_)) => {} // pings and pongs: answered by the protocol layer
-                Some(Err(_)) | None => break,
+                Some(FromClient::Gone) | None => break,
             },
             _ = heartbeat.tick() => {
                 let ping = tx.send(WsMessage::ping(Vec::new()));
@@ -380,6 +397,17 @@ pub(crate) async fn serve_socket(
             }
         }
     }
+    reader.abort();
+}
+
+/// What the reading half of a WebSocket saw.
+enum FromClient {
+    /// A close frame: answer it and end.
+    Close,
+    /// A data frame: this socket takes none.
+    Unsupported,
+    /// The connection failed or ended.
+    Gone,
 }
 
 /// Upgrades to a WebSocket on any path; the REST handler serves everything else.
