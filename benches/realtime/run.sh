@@ -48,7 +48,7 @@ for line in sys.stdin:
 [[ -x "$FANOUT" ]] || { echo "could not build benches/fanout.rs" >&2; exit 1; }
 
 declare -A URL PID INITIAL_B
-"$ROOT/target/release/examples/storefront" --addr "127.0.0.1:$OURS_PORT" --data "$WORK/ours" --no-seed >"$WORK/ours.log" 2>&1 &
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/storefront" --addr "127.0.0.1:$OURS_PORT" --data "$WORK/ours" --no-seed >"$WORK/ours.log" 2>&1 &
 OURS_PID=$!
 wait_port "$OURS_PORT"
 python3 "$PEER_SRC/load.py" "http://127.0.0.1:$OURS_PORT" "$N" --quiet >&2

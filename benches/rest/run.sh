@@ -24,7 +24,7 @@ trap cleanup EXIT
 
 echo "# building the storefront (release)" >&2
 (cd "$ROOT" && cargo build --release --example storefront >&2)
-"$ROOT/target/release/examples/storefront" --addr "127.0.0.1:$OURS_PORT" --data "$WORK/ours" --no-seed >"$WORK/ours.log" 2>&1 &
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/storefront" --addr "127.0.0.1:$OURS_PORT" --data "$WORK/ours" --no-seed >"$WORK/ours.log" 2>&1 &
 OURS_PID=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$OURS_PORT/Product" && break; sleep 0.1; done
 python3 "$PEER_SRC/load.py" "http://127.0.0.1:$OURS_PORT" "$N" --quiet >&2
