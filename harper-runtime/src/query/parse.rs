@@ -106,8 +106,13 @@ type Result<T> = std::result::Result<T, ParseError>;
 /// whether `limit=20` is a directive or a condition and whether `lt=200` continues a range.
 pub fn parse_query(raw: &str, is_attribute: &dyn Fn(&str) -> bool) -> Result<Query> {
     if raw.len() > MAX_QUERY_LEN {
+        // The first byte past the limit, moved back to the start of its character.
+        let position = (0..=MAX_QUERY_LEN)
+            .rev()
+            .find(|&i| raw.is_char_boundary(i))
+            .unwrap_or(0);
         return Err(ParseError::new(
-            MAX_QUERY_LEN,
+            position,
             format!("query string is longer than {MAX_QUERY_LEN} bytes"),
         ));
     }
