@@ -42,7 +42,7 @@ CASES=(
   "GET by id|/Product/prod-00001|/Product/prod-00001|"
   "categoryId query|/Product/?categoryId=electronics&inStock=true&limit=20|/Product/?categoryId=electronics&inStock=true&limit(20)|"
   "sorted price query|/Product/?price=lt=100&inStock=true&sort=name|/Product/?price=lt=100&inStock=true&sort(+name)|"
-  "POST /CartItem/|/CartItem/|/CartItem/|$PEER_SRC/post-cartitem.lua"
+  "POST /CartItem/|/CartItem/|/CartItem/|$ROOT/benches/rest/post-cartitem.lua"
 )
 
 run_wrk() { # url script -> "rps p50 p99"
