@@ -107,10 +107,11 @@ impl App {
                 Some(acc) => acc.or(r.clone()).unify().boxed(),
             });
         }
-        match routes {
+        let all = match routes {
             Some(custom) => custom.or(api).unify().boxed(),
             None => api,
-        }
+        };
+        connect_refused().or(all).unify().boxed()
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving in the background.
@@ -154,6 +155,30 @@ impl App {
         server.shutdown().await;
         Ok(())
     }
+}
+
+/// Answers CONNECT with 405 before any other filter sees it: its target has no path, and
+/// warp's path filters panic on such a request (warp 0.4.3 with http 1.5).
+fn connect_refused() -> BoxedFilter<(Response,)> {
+    use warp::http::Method;
+    warp::method()
+        .and_then(|m: Method| async move {
+            if m == Method::CONNECT {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .map(|| {
+            http::ApiError::method_not_allowed(
+                "CONNECT",
+                "this server (it is not a proxy)",
+                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+            )
+            .into_response()
+        })
+        .boxed()
 }
 
 /// A running server.
