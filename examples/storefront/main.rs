@@ -140,6 +140,8 @@ async fn main() -> harper::Result<()> {
         .table::<Product>()
         .table::<Category>()
         .table::<CartItem>()
+        // The stock rules hold for cart items written through REST and GraphQL too.
+        .validate::<CartItem>(shop::cart_item_rule)
         .route(api::routes(db.clone(), tables()))
         .route(web::routes());
     if o.seed && db.get::<Category>("electronics")?.is_none() {

@@ -188,6 +188,58 @@ pub fn add_in(tx: &mut WriteTx, request: &AddToCart) -> Result<Added, ShopError>
     Ok(Added { item, merged: true })
 }
 
+/// The stock rule for a cart item written directly (REST `PUT`/`PATCH`/`POST`, GraphQL
+/// mutations), registered with `App::validate::<CartItem>(shop::cart_item_rule)`: a positive
+/// quantity, a non-empty session, an existing product, and no more than the product's stock
+/// minus what the session's other items already hold of it. `tx` shows the state before
+/// `item` is written.
+pub fn cart_item_rule(tx: &WriteTx, item: &CartItem) -> Result<(), harper::Rejection> {
+    let refuse = |e: ShopError| {
+        let code = match &e {
+            ShopError::InvalidQuantity { .. } => "invalid_quantity",
+            ShopError::InvalidSession => "invalid_session",
+            ShopError::UnknownProduct { .. } => "unknown_product",
+            ShopError::NotEnoughStock { .. } => {
+                return harper::Rejection::conflict("not_enough_stock", e.to_string());
+            }
+            _ => "invalid_cart_item",
+        };
+        harper::Rejection::invalid(code, e.to_string())
+    };
+    if item.quantity <= 0 {
+        return Err(refuse(ShopError::InvalidQuantity {
+            quantity: i64::from(item.quantity),
+        }));
+    }
+    if item.session_id.is_empty() {
+        return Err(refuse(ShopError::InvalidSession));
+    }
+    let internal = |e: harper::Error| harper::Rejection::conflict("unavailable", e.to_string());
+    let product: Product = tx
+        .get(item.product_id.as_str())
+        .map_err(internal)?
+        .ok_or_else(|| {
+            refuse(ShopError::UnknownProduct {
+                product: item.product_id.to_string(),
+            })
+        })?;
+    let held: i64 = session_items(tx, &item.session_id)
+        .map_err(internal)?
+        .iter()
+        .filter(|other| other.product_id == item.product_id && other.id != item.id)
+        .map(|other| i64::from(other.quantity.max(0)))
+        .sum();
+    let available = (i64::from(product.stock_quantity) - held).max(0);
+    if i64::from(item.quantity) > available {
+        return Err(refuse(ShopError::NotEnoughStock {
+            product: product.id.to_string(),
+            requested: i64::from(item.quantity),
+            available,
+        }));
+    }
+    Ok(())
+}
+
 /// The cart items of `session`, in id order.
 #[allow(dead_code)] // the Rust API; used by tests
 pub fn cart(db: &Database, session: &str) -> Result<Vec<CartItem>, harper::Error> {

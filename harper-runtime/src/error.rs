@@ -38,6 +38,9 @@ pub enum Error {
     /// The write contradicts current state (create of an existing id, business rule).
     #[error("{0}")]
     Conflict(String),
+    /// A validator registered for the table refused the write (see [`crate::hooks`]).
+    #[error("{0}")]
+    Rejected(crate::hooks::Rejection),
     /// The data directory holds a schema this code cannot safely use.
     #[error("schema change refused for {table}.{field}: {message}")]
     IncompatibleSchema {

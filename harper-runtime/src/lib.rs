@@ -2,6 +2,8 @@
 //! Users depend on the `harper` facade crate, which re-exports this one.
 
 pub mod error;
+pub mod graphql;
+pub mod hooks;
 pub mod http;
 pub mod query;
 pub mod realtime;
@@ -12,6 +14,7 @@ pub mod storage;
 pub mod types;
 
 pub use error::{Error, Result};
+pub use hooks::Rejection;
 pub use query::{Query, QueryStats, attr};
 pub use record::Record;
 pub use schema::{Table, TableDef};

@@ -32,6 +32,7 @@ pub struct App {
     db: Database,
     tables: Vec<&'static TableDef>,
     routes: Vec<BoxedFilter<(Response,)>>,
+    graphql: bool,
     body_limit: usize,
     realtime: http::RealtimeConfig,
     shutdown: (watch::Sender<bool>, watch::Receiver<bool>),
@@ -44,6 +45,7 @@ impl App {
             db,
             tables: Vec::new(),
             routes: Vec::new(),
+            graphql: true,
             body_limit: http::DEFAULT_BODY_LIMIT,
             realtime: http::RealtimeConfig::default(),
             shutdown: watch::channel(false),
@@ -74,6 +76,28 @@ impl App {
         self
     }
 
+    /// Registers a business rule checked inside the write transaction of every REST
+    /// `PUT`/`PATCH`/`POST` and GraphQL mutation of `T` (see [`crate::hooks`]): the
+    /// transaction shows the state before the write, `record` is what would be stored.
+    /// A [`Rejection`](crate::Rejection) aborts the write: 409 or 400 with its code and
+    /// message over REST, a GraphQL error with `extensions.code`.
+    pub fn validate<T: Table>(
+        self,
+        rule: impl Fn(&crate::storage::WriteTx, &T) -> std::result::Result<(), crate::Rejection>
+        + Send
+        + Sync
+        + 'static,
+    ) -> App {
+        self.db.validate::<T>(rule);
+        self
+    }
+
+    /// Whether `/graphql` serves the exported tables (default true).
+    pub fn graphql(mut self, enabled: bool) -> App {
+        self.graphql = enabled;
+        self
+    }
+
     /// Largest accepted request body in bytes (default 10,000,000, as Harper); larger ones
     /// get 413 before they are read.
     pub fn body_limit(mut self, bytes: usize) -> App {
@@ -91,15 +115,31 @@ impl App {
         &self.db
     }
 
-    /// The complete filter: custom routes, then the REST API.
+    /// The complete filter: custom routes, then `/graphql`, then the REST API.
     pub fn filter(&self) -> BoxedFilter<(Response,)> {
-        let api = http::rest_api(
+        let rest = http::rest_api(
             self.db.clone(),
             &self.tables,
             self.body_limit,
             self.realtime.clone(),
             self.shutdown.1.clone(),
         );
+        let gql = if self.graphql {
+            crate::graphql::GraphQl::build(self.db.clone(), &self.tables)
+        } else {
+            None
+        };
+        let api = match gql {
+            Some(Ok(gql)) => http::graphql::filter(gql, self.body_limit, self.shutdown.1.clone())
+                .or(rest)
+                .unify()
+                .boxed(),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot build the GraphQL schema; /graphql is not served");
+                rest
+            }
+            None => rest,
+        };
         let mut routes: Option<BoxedFilter<(Response,)>> = None;
         for r in &self.routes {
             routes = Some(match routes {

@@ -76,6 +76,15 @@ impl From<Error> for ApiError {
             }
             Error::UnknownTable(_) | Error::NotFound { .. } => ApiError::not_found(message),
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            Error::Rejected(r) => ApiError::new(
+                if r.conflict {
+                    StatusCode::CONFLICT
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                r.code,
+                r.message,
+            ),
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError::new(

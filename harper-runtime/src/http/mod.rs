@@ -2,6 +2,7 @@
 //! (dispatching on the path by table name), so adding tables adds no filter chains.
 
 mod error;
+pub mod graphql;
 pub mod negotiate;
 pub mod openapi;
 mod realtime;

@@ -821,7 +821,11 @@ where
     check_body_key(def, &object, &key)?;
     object.insert(def.primary_key().name.to_owned(), key);
     let record = Record::from_object(def, object)?;
-    blocking_write(&state.db, move |tx| tx.put_record(record)).await?;
+    blocking_write(&state.db, move |tx| {
+        tx.check(&record)?;
+        tx.put_record(record)
+    })
+    .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -840,7 +844,12 @@ where
     let object = into_object(def, read_body(state, req, body).await?)?;
     check_body_key(def, &object, &key)?;
     let atom = json_atom(&key);
-    blocking_write(&state.db, move |tx| tx.patch_record(def, atom, object)).await?;
+    blocking_write(&state.db, move |tx| {
+        let record = tx.merged(def, atom, object)?;
+        tx.check(&record)?;
+        tx.put_record(record)
+    })
+    .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -880,7 +889,11 @@ where
             format!("record ids are limited to {MAX_ID_BYTES} bytes"),
         ));
     }
-    blocking_write(&state.db, move |tx| tx.insert_record(record)).await?;
+    blocking_write(&state.db, move |tx| {
+        tx.check(&record)?;
+        tx.insert_record(record)
+    })
+    .await?;
     let body = serde_json::to_vec(&id).unwrap_or_default();
     let mut r = json_response(StatusCode::CREATED, body, &req.method);
     let location = super::encode_path_segment(&id);

@@ -140,6 +140,7 @@ impl DatabaseBuilder {
                 registrations: AtomicU64::new(0),
                 events,
                 hub: std::sync::OnceLock::new(),
+                validators: crate::hooks::Validators::default(),
             }),
         })
     }
@@ -178,6 +179,8 @@ pub(crate) struct Inner {
     events: broadcast::Sender<Arc<Commit>>,
     /// Routes commits to subscriptions; started by the first one.
     pub(crate) hub: std::sync::OnceLock<Arc<crate::realtime::Hub>>,
+    /// Business rules run on REST and GraphQL writes ([`crate::hooks`]).
+    pub(crate) validators: crate::hooks::Validators,
 }
 
 pub(crate) struct WriterState {
@@ -254,6 +257,18 @@ impl Database {
     /// Registers a table by its definition (what [`Database::register`] does).
     pub fn register_def(&self, def: &'static TableDef) -> Result<()> {
         self.inner.table(def).map(|_| ())
+    }
+
+    /// Registers a business rule for writes of `T` that come from outside (REST, GraphQL);
+    /// see [`crate::hooks`]. `App::validate` calls this.
+    pub fn validate<T: Table>(
+        &self,
+        rule: impl Fn(&WriteTx, &T) -> std::result::Result<(), crate::hooks::Rejection>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        self.inner.validators.add::<T>(rule);
     }
 
     /// The definitions of every registered table.

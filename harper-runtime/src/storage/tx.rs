@@ -477,6 +477,30 @@ impl<'db> WriteTx<'db> {
         Ok(())
     }
 
+    pub(crate) fn validators(&self) -> &crate::hooks::Validators {
+        &self.inner.validators
+    }
+
+    /// The record `patch_record` would write (nothing is written); [`Error::NotFound`] when
+    /// there is none.
+    pub fn merged(
+        &self,
+        def: &'static TableDef,
+        key: Atom,
+        patch: Map<String, Value>,
+    ) -> Result<Record> {
+        let store = self.store(def)?;
+        let not_found = || Error::NotFound {
+            table: def.name,
+            id: key.to_string(),
+        };
+        let pk = coerce_key(def, key.clone()).ok_or_else(not_found)?;
+        let k = key::encode_one(&pk);
+        let mut rec = self.current(&store, &k)?.ok_or_else(not_found)?.0;
+        rec.patch(patch)?;
+        Ok(rec)
+    }
+
     /// Merges attributes into an existing record; [`Error::NotFound`] when there is none.
     pub fn patch_record(
         &mut self,

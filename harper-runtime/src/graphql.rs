@@ -1,0 +1,861 @@
+//! A GraphQL schema generated at run time from the exported tables (async-graphql's dynamic
+//! schema), served at `/graphql` by [`crate::http`]. Per table `T`:
+//!
+//! - a query field `T(<key>: .., <attr>: .., filter: "<REST query>", sort: ["-price"], limit, offset): [T!]!`
+//!   (equality arguments per attribute, as Harper; the rest beyond Harper), run by the same
+//!   query engine as REST;
+//! - relationship fields both ways, read in batches (one query with an `in` set per
+//!   relationship and nesting level, not one per parent);
+//! - mutations `createT`, `updateT` (replace), `patchT`, `deleteT`, validated like REST and
+//!   running the table's validators ([`crate::hooks`]);
+//! - a subscription field `T(<key>:, filter:, since:)` yielding `TEvent { type id value seq }`
+//!   from [`Database::subscribe_to`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
+    Schema, SchemaError, Subscription as SubscriptionType, SubscriptionField,
+    SubscriptionFieldFuture, TypeRef, ValueAccessor,
+};
+use async_graphql::{ErrorExtensions, Name, Value as GqlValue};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::query::{Condition, Filter, Op, Operand, Query, parse_query};
+use crate::realtime::Target;
+use crate::record::Record;
+use crate::schema::{FieldDef, RelationshipDef, RelationshipKind, Scalar as FieldScalar, TableDef};
+use crate::storage::key::Atom;
+use crate::storage::{Database, Reader, StoredRecord};
+
+/// Queries whose `limit + offset` is at most this run on the request's thread; others (and
+/// unlimited ones) on the blocking pool.
+const INLINE_ROWS: usize = 100;
+
+/// A record handed to field resolvers: its canonical JSON object.
+#[derive(Clone)]
+struct Row(Arc<Map<String, Value>>);
+
+/// One subscription event (`{"type","id","value","seq"}`).
+struct Event(Map<String, Value>);
+
+/// What one request read: queries run (top-level and batched relationship loads) and rows
+/// returned. Reported in the response's `extensions.harper` when the request carries the
+/// `x-harper-stats` header.
+#[derive(Default, Debug)]
+pub struct RequestStats {
+    pub queries: AtomicU64,
+    pub rows: AtomicU64,
+}
+
+impl RequestStats {
+    fn add(&self, rows: usize) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+}
+
+/// The GraphQL schema of a set of tables, plus what each request needs.
+#[derive(Clone)]
+pub struct GraphQl {
+    pub schema: Schema,
+    db: Database,
+    tables: Arc<HashMap<&'static str, &'static TableDef>>,
+}
+
+impl GraphQl {
+    /// Builds the schema of the exported tables among `tables`; `None` when none is exported.
+    pub fn build(
+        db: Database,
+        tables: &[&'static TableDef],
+    ) -> Option<Result<GraphQl, SchemaError>> {
+        let exported: Vec<&'static TableDef> = tables
+            .iter()
+            .copied()
+            .filter(|d| d.export.is_some())
+            .collect();
+        if exported.is_empty() {
+            return None;
+        }
+        Some(build_schema(db.clone(), &exported).map(|schema| GraphQl {
+            schema,
+            db,
+            tables: Arc::new(exported.iter().map(|d| (d.name, *d)).collect()),
+        }))
+    }
+
+    /// A request ready to execute, with its own relationship batcher and read counters.
+    pub fn prepare(
+        &self,
+        request: async_graphql::Request,
+    ) -> (async_graphql::Request, Arc<RequestStats>) {
+        let stats = Arc::new(RequestStats::default());
+        let loader = DataLoader::new(
+            RelLoader {
+                db: self.db.clone(),
+                tables: self.tables.clone(),
+                stats: stats.clone(),
+            },
+            tokio::spawn,
+        );
+        (request.data(loader).data(stats.clone()), stats)
+    }
+}
+
+// ---- schema ------------------------------------------------------------------------------
+
+fn scalar_name(s: FieldScalar) -> &'static str {
+    match s {
+        FieldScalar::Id => "ID",
+        FieldScalar::String => "String",
+        FieldScalar::Bool => "Boolean",
+        FieldScalar::Int { bits: 64, .. }
+        | FieldScalar::Int {
+            signed: false,
+            bits: 32,
+        } => "Long",
+        FieldScalar::Int { .. } => "Int",
+        FieldScalar::Float { .. } => "Float",
+        FieldScalar::Json => "Any",
+    }
+}
+
+fn output_type(f: &FieldDef) -> TypeRef {
+    let name = scalar_name(f.ty.scalar);
+    match (f.ty.list, f.ty.optional) {
+        (true, true) => TypeRef::named_list(name),
+        (true, false) => TypeRef::named_list_nn(name),
+        (false, true) => TypeRef::named(name),
+        (false, false) if f.ty.scalar == FieldScalar::Json => TypeRef::named(name),
+        (false, false) => TypeRef::named_nn(name),
+    }
+}
+
+fn input_type(f: &FieldDef) -> TypeRef {
+    let name = scalar_name(f.ty.scalar);
+    if f.ty.list {
+        TypeRef::named_list(name)
+    } else {
+        TypeRef::named(name)
+    }
+}
+
+fn build_schema(db: Database, tables: &[&'static TableDef]) -> Result<Schema, SchemaError> {
+    let names: HashSet<&str> = tables.iter().map(|d| d.name).collect();
+    let mut query = Object::new("Query");
+    let mut mutation = Object::new("Mutation");
+    let mut subscription = SubscriptionType::new("Subscription");
+    let mut builder = Schema::build("Query", Some("Mutation"), Some("Subscription"))
+        .register(Scalar::new("Long").description("A 64-bit integer"))
+        .register(Scalar::new("Any").description("Any JSON value"))
+        .limit_depth(24);
+    for &def in tables {
+        builder = builder
+            .register(object_type(def, &names))
+            .register(input_object(def))
+            .register(event_type(def));
+        query = query.field(query_field(db.clone(), def));
+        for field in mutation_fields(db.clone(), def) {
+            mutation = mutation.field(field);
+        }
+        subscription = subscription.field(subscription_field(db.clone(), def));
+    }
+    builder
+        .register(query)
+        .register(mutation)
+        .register(subscription)
+        .finish()
+}
+
+fn object_type(def: &'static TableDef, tables: &HashSet<&str>) -> Object {
+    let mut obj = Object::new(def.name);
+    for f in def.fields {
+        let name = f.name;
+        obj = obj.field(Field::new(name, output_type(f), move |ctx| {
+            let v = ctx
+                .parent_value
+                .downcast_ref::<Row>()
+                .and_then(|row| row.0.get(name))
+                .filter(|v| !v.is_null())
+                .map(to_gql);
+            FieldFuture::from_value(v)
+        }));
+    }
+    for rel in def.relationships {
+        let target = (rel.target)();
+        if !tables.contains(target.name) {
+            continue;
+        }
+        let ty = match rel.kind {
+            RelationshipKind::From { field } => match local_field(def, field) {
+                Some(f) if f.ty.list => TypeRef::named_nn_list(target.name),
+                Some(_) => TypeRef::named(target.name),
+                None => continue,
+            },
+            RelationshipKind::To { .. } => TypeRef::named_nn_list_nn(target.name),
+        };
+        obj = obj.field(Field::new(rel.name, ty, move |ctx| {
+            FieldFuture::new(async move {
+                let result = resolve_relationship(&ctx, def, rel).await;
+                Ok(reported(&ctx, result))
+            })
+        }));
+    }
+    obj
+}
+
+/// The field a many-to-one relationship reads (named by its JSON or Rust name).
+fn local_field(def: &'static TableDef, name: &str) -> Option<&'static FieldDef> {
+    def.field(name).or_else(|| def.field_by_rust_name(name))
+}
+
+fn input_object(def: &'static TableDef) -> InputObject {
+    let mut input = InputObject::new(format!("{}Input", def.name));
+    for f in def.fields {
+        input = input.field(InputValue::new(f.name, input_type(f)));
+    }
+    input
+}
+
+fn event_type(def: &'static TableDef) -> Object {
+    Object::new(format!("{}Event", def.name))
+        .description("A change: put, delete, unmatched (stopped matching the filter) or resync")
+        .field(event_field("type", TypeRef::named_nn("String")))
+        .field(event_field(
+            "id",
+            TypeRef::named(scalar_name(def.primary_key().ty.scalar)),
+        ))
+        .field(event_field("seq", TypeRef::named("Long")))
+        .field(event_field("version", TypeRef::named("Float")))
+        .field(event_field("message", TypeRef::named("String")))
+        .field(Field::new("value", TypeRef::named(def.name), |ctx| {
+            let row =
+                ctx.parent_value
+                    .downcast_ref::<Event>()
+                    .and_then(|e| match e.0.get("value") {
+                        Some(Value::Object(m)) => {
+                            Some(FieldValue::owned_any(Row(Arc::new(m.clone()))))
+                        }
+                        _ => None,
+                    });
+            FieldFuture::new(async move { Ok(row) })
+        }))
+}
+
+fn event_field(name: &'static str, ty: TypeRef) -> Field {
+    Field::new(name, ty, move |ctx| {
+        let v = ctx
+            .parent_value
+            .downcast_ref::<Event>()
+            .and_then(|e| e.0.get(name))
+            .filter(|v| !v.is_null())
+            .map(to_gql);
+        FieldFuture::from_value(v)
+    })
+}
+
+fn query_field(db: Database, def: &'static TableDef) -> Field {
+    let mut field = Field::new(def.name, TypeRef::named_nn_list(def.name), move |ctx| {
+        let db = db.clone();
+        FieldFuture::new(async move {
+            let result: async_graphql::Result<Option<FieldValue>> = async {
+                let query = args_query(def, &ctx)?;
+                let stats = ctx.data::<Arc<RequestStats>>().ok().cloned();
+                let rows = run_query(&db, def, query).await?;
+                if let Some(s) = stats {
+                    s.add(rows.len());
+                }
+                Ok(Some(FieldValue::list(
+                    rows.into_iter().map(FieldValue::owned_any),
+                )))
+            }
+            .await;
+            Ok(reported(&ctx, result))
+        })
+    });
+    field = field.description(format!(
+        "{} records: equality arguments per attribute, `filter` in the REST query language \
+         (`price=lt=100&inStock=true`), `sort` (`[\"-price\", \"name\"]`), `limit`, `offset`",
+        def.name
+    ));
+    for f in def.fields {
+        if f.ty.scalar.is_indexable() {
+            field = field.argument(InputValue::new(
+                f.name,
+                TypeRef::named(scalar_name(f.ty.scalar)),
+            ));
+        }
+    }
+    for (name, ty) in [
+        ("filter", TypeRef::named("String")),
+        ("sort", TypeRef::named_nn_list("String")),
+        ("limit", TypeRef::named("Int")),
+        ("offset", TypeRef::named("Int")),
+    ] {
+        if def.field(name).is_none() {
+            field = field.argument(InputValue::new(name, ty));
+        }
+    }
+    field
+}
+
+fn mutation_fields(db: Database, def: &'static TableDef) -> Vec<Field> {
+    let input = format!("{}Input", def.name);
+    let key_ty = scalar_name(def.primary_key().ty.scalar);
+    let create = {
+        let db = db.clone();
+        Field::new(
+            format!("create{}", def.name),
+            TypeRef::named(def.name),
+            move |ctx| {
+                let db = db.clone();
+                FieldFuture::new(async move {
+                    let result: async_graphql::Result<Option<FieldValue>> = async {
+                        let mut object = input_data(&ctx)?;
+                        let pk = def.primary_key();
+                        if object.get(pk.name).is_none_or(Value::is_null) {
+                            if !matches!(pk.ty.scalar, FieldScalar::Id | FieldScalar::String) {
+                                return Err(gql_error(
+                                    &format!("{} needs its integer {} in data", def.name, pk.name),
+                                    "invalid_record",
+                                ));
+                            }
+                            object.insert(
+                                pk.name.to_owned(),
+                                Value::String(crate::types::Id::generate().into_string()),
+                            );
+                        }
+                        let record = Record::from_object(def, object).map_err(error)?;
+                        let row = record_row(&record);
+                        write(&db, move |tx| {
+                            tx.check(&record)?;
+                            tx.insert_record(record)
+                        })
+                        .await?;
+                        Ok(Some(FieldValue::owned_any(row)))
+                    }
+                    .await;
+                    Ok(reported(&ctx, result))
+                })
+            },
+        )
+        .argument(InputValue::new("data", TypeRef::named_nn(input.clone())))
+        .description(format!(
+            "Creates a {} (an id is generated when absent); an error when the id is taken",
+            def.name
+        ))
+    };
+    let update = {
+        let db = db.clone();
+        Field::new(
+            format!("update{}", def.name),
+            TypeRef::named(def.name),
+            move |ctx| {
+                let db = db.clone();
+                FieldFuture::new(async move {
+                    let result: async_graphql::Result<Option<FieldValue>> = async {
+                        let key = key_arg(&ctx, "id")?;
+                        let mut object = input_data(&ctx)?;
+                        let pk = def.primary_key().name;
+                        if let Some(given) = object.get(pk).filter(|v| !v.is_null())
+                            && json_atom(given) != json_atom(&key)
+                        {
+                            return Err(gql_error(
+                                &format!("data.{pk} contradicts the id argument"),
+                                "invalid_record",
+                            ));
+                        }
+                        object.insert(pk.to_owned(), key);
+                        let record = Record::from_object(def, object).map_err(error)?;
+                        let row = record_row(&record);
+                        write(&db, move |tx| {
+                            tx.check(&record)?;
+                            tx.put_record(record)
+                        })
+                        .await?;
+                        Ok(Some(FieldValue::owned_any(row)))
+                    }
+                    .await;
+                    Ok(reported(&ctx, result))
+                })
+            },
+        )
+        .argument(InputValue::new("id", TypeRef::named_nn(key_ty)))
+        .argument(InputValue::new("data", TypeRef::named_nn(input.clone())))
+        .description(format!("Creates or replaces the {} with this id", def.name))
+    };
+    let patch = {
+        let db = db.clone();
+        Field::new(
+            format!("patch{}", def.name),
+            TypeRef::named(def.name),
+            move |ctx| {
+                let db = db.clone();
+                FieldFuture::new(async move {
+                    let result: async_graphql::Result<Option<FieldValue>> = async {
+                        let key = key_arg(&ctx, "id")?;
+                        let object = input_data(&ctx)?;
+                        if let Some(given) = object.get(def.primary_key().name)
+                            && json_atom(given) != json_atom(&key)
+                        {
+                            return Err(gql_error(
+                                "a patch cannot change the primary key",
+                                "invalid_record",
+                            ));
+                        }
+                        let atom = json_atom(&key);
+                        let record = write(&db, move |tx| {
+                            let record = tx.merged(def, atom, object)?;
+                            tx.check(&record)?;
+                            tx.put_record(record.clone())?;
+                            Ok(record)
+                        })
+                        .await?;
+                        Ok(Some(FieldValue::owned_any(record_row(&record))))
+                    }
+                    .await;
+                    Ok(reported(&ctx, result))
+                })
+            },
+        )
+        .argument(InputValue::new("id", TypeRef::named_nn(key_ty)))
+        .argument(InputValue::new("data", TypeRef::named_nn(input)))
+        .description(format!(
+            "Merges the given attributes into an existing {}",
+            def.name
+        ))
+    };
+    let delete = Field::new(
+        format!("delete{}", def.name),
+        TypeRef::named("Boolean"),
+        move |ctx| {
+            let db = db.clone();
+            FieldFuture::new(async move {
+                let result: async_graphql::Result<Option<FieldValue>> = async {
+                    let atom = json_atom(&key_arg(&ctx, "id")?);
+                    let existed = write(&db, move |tx| tx.delete_key(def, atom)).await?;
+                    Ok(Some(FieldValue::value(existed)))
+                }
+                .await;
+                Ok(reported(&ctx, result))
+            })
+        },
+    )
+    .argument(InputValue::new("id", TypeRef::named_nn(key_ty)))
+    .description(format!("Deletes a {}; whether it existed", def.name));
+    vec![create, update, patch, delete]
+}
+
+fn subscription_field(db: Database, def: &'static TableDef) -> SubscriptionField {
+    let event = format!("{}Event", def.name);
+    let mut field = SubscriptionField::new(def.name, TypeRef::named_nn(event), move |ctx| {
+        let db = db.clone();
+        SubscriptionFieldFuture::new(async move {
+            let pk = def.primary_key().name;
+            let since = match ctx.args.get("since") {
+                Some(v) if !v.is_null() => Some(v.u64().map_err(|_| {
+                    gql_error(
+                        "since is a change-log sequence number (>= 0)",
+                        "invalid_query",
+                    )
+                })?),
+                _ => None,
+            };
+            let target = match ctx.args.get(pk).filter(|v| !v.is_null()) {
+                Some(v) => Target::Record(json_atom(&accessor_json(&v))),
+                None => Target::Collection(args_query(def, &ctx)?.filter),
+            };
+            let sub = db.subscribe_to(def, target, since).map_err(error)?;
+            let stream = futures::stream::unfold(Some(sub), move |state| async move {
+                let mut sub = state?;
+                match sub.next().await {
+                    Ok(m) => match serde_json::from_slice::<Map<String, Value>>(&m.data) {
+                        Ok(map) => Some((Ok(FieldValue::owned_any(Event(map))), Some(sub))),
+                        Err(e) => Some((Err(gql_error(&e.to_string(), "internal")), None)),
+                    },
+                    Err(e) => Some((Err(error(e)), None)),
+                }
+            });
+            Ok(stream)
+        })
+    });
+    field = field.description(format!(
+        "Changes of {} records: of one record (by its key), or of those matching equality \
+         arguments and `filter`; the current state first, or the changes after `since`",
+        def.name
+    ));
+    for f in def.fields {
+        if f.ty.scalar.is_indexable() {
+            field = field.argument(InputValue::new(
+                f.name,
+                TypeRef::named(scalar_name(f.ty.scalar)),
+            ));
+        }
+    }
+    if def.field("filter").is_none() {
+        field = field.argument(InputValue::new("filter", TypeRef::named("String")));
+    }
+    if def.field("since").is_none() {
+        field = field.argument(InputValue::new("since", TypeRef::named("Long")));
+    }
+    field
+}
+
+// ---- resolvers ---------------------------------------------------------------------------
+
+/// The query the arguments of a table field describe.
+fn args_query(def: &'static TableDef, ctx: &ResolverContext) -> async_graphql::Result<Query> {
+    let mut query = match ctx
+        .args
+        .get("filter")
+        .filter(|_| def.field("filter").is_none())
+    {
+        Some(v) if !v.is_null() => {
+            let text = v.string()?;
+            let is_attribute =
+                |name: &str| def.field(name).is_some() || def.relationship(name).is_some();
+            let mut q = parse_query(text, &is_attribute)
+                .map_err(|e| gql_error(&format!("filter: {e}"), "invalid_query"))?;
+            q.select = None;
+            q
+        }
+        _ => Query::new(),
+    };
+    for f in def.fields {
+        if let Some(v) = ctx.args.get(f.name).filter(|_| f.ty.scalar.is_indexable()) {
+            query = query.filter(Filter::Condition(Condition {
+                path: vec![f.name.to_owned()],
+                op: Op::Eq,
+                value: Operand::Json(accessor_json(&v)),
+                position: None,
+            }));
+        }
+    }
+    if def.field("sort").is_none()
+        && let Some(v) = ctx.args.get("sort").filter(|v| !v.is_null())
+    {
+        query.sort.clear();
+        match v.as_value() {
+            GqlValue::String(key) => query = query.sort_by(key),
+            _ => {
+                for key in v.list()?.iter() {
+                    query = query.sort_by(key.string()?);
+                }
+            }
+        }
+    }
+    for name in ["limit", "offset"] {
+        if def.field(name).is_some() {
+            continue;
+        }
+        if let Some(v) = ctx.args.get(name).filter(|v| !v.is_null()) {
+            let n = usize::try_from(v.i64()?)
+                .map_err(|_| gql_error(&format!("{name} must not be negative"), "invalid_query"))?;
+            if name == "limit" {
+                query.limit = Some(n);
+            } else {
+                query.offset = n;
+            }
+        }
+    }
+    Ok(query)
+}
+
+async fn run_query(
+    db: &Database,
+    def: &'static TableDef,
+    query: Query,
+) -> async_graphql::Result<Vec<Row>> {
+    // A lookup by primary key alone is a point read.
+    if let (Some(Filter::Condition(c)), true) = (&query.filter, query.sort.is_empty())
+        && c.op == Op::Eq
+        && c.path.len() == 1
+        && c.path[0] == def.primary_key().name
+        && let Operand::Json(v) = &c.value
+        && query.offset == 0
+        && query.limit != Some(0)
+    {
+        let found = db
+            .read(|tx| tx.get_stored(def, json_atom(v)))
+            .map_err(error)?;
+        return found.iter().map(stored_row).collect();
+    }
+    let inline = query
+        .limit
+        .is_some_and(|l| l.saturating_add(query.offset) <= INLINE_ROWS);
+    let rows = if inline {
+        db.read(|tx| tx.query_stored(def, &query))
+    } else {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.read(|tx| tx.query_stored(def, &query)))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
+            .and_then(|r| r)
+    }
+    .map_err(error)?;
+    rows.iter().map(stored_row).collect()
+}
+
+fn stored_row(r: &StoredRecord) -> async_graphql::Result<Row> {
+    serde_json::from_slice(r.json())
+        .map(|m| Row(Arc::new(m)))
+        .map_err(|e| error(Error::Corrupt(format!("record: {e}"))))
+}
+
+fn record_row(r: &Record) -> Row {
+    match r.to_value() {
+        Value::Object(m) => Row(Arc::new(m)),
+        _ => Row(Arc::new(Map::new())),
+    }
+}
+
+async fn write<T: Send + 'static>(
+    db: &Database,
+    f: impl FnOnce(&mut crate::storage::WriteTx) -> crate::Result<T> + Send + 'static,
+) -> async_graphql::Result<T> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.write(f))
+        .await
+        .map_err(|e| error(Error::Io(std::io::Error::other(e.to_string()))))?
+        .map_err(error)
+}
+
+fn input_data(ctx: &ResolverContext) -> async_graphql::Result<Map<String, Value>> {
+    let data = ctx.args.try_get("data")?.object()?;
+    let mut out = Map::new();
+    for (name, v) in data.iter() {
+        out.insert(name.to_string(), accessor_json(&v));
+    }
+    Ok(out)
+}
+
+fn key_arg(ctx: &ResolverContext, name: &str) -> async_graphql::Result<Value> {
+    Ok(accessor_json(&ctx.args.try_get(name)?))
+}
+
+/// The related rows of one parent, loaded in batches across parents.
+async fn resolve_relationship<'a>(
+    ctx: &ResolverContext<'a>,
+    def: &'static TableDef,
+    rel: &'static RelationshipDef,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let Some(row) = ctx.parent_value.downcast_ref::<Row>() else {
+        return Ok(None);
+    };
+    let loader = ctx.data::<DataLoader<RelLoader>>()?;
+    match rel.kind {
+        RelationshipKind::From { field } => {
+            let Some(f) = local_field(def, field) else {
+                return Ok(None);
+            };
+            let values: Vec<&Value> = match row.0.get(f.name) {
+                Some(Value::Array(items)) => items.iter().collect(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(v) => vec![v],
+            };
+            let keys: Vec<RelKey> = values
+                .iter()
+                .map(|v| RelKey {
+                    table: def.name,
+                    rel: rel.name,
+                    key: v.to_string(),
+                })
+                .collect();
+            let found = loader.load_many(keys.iter().cloned()).await?;
+            let rows = keys
+                .iter()
+                .filter_map(|k| found.get(k))
+                .flat_map(|rows| rows.iter().cloned());
+            if f.ty.list {
+                Ok(Some(FieldValue::list(rows.map(FieldValue::owned_any))))
+            } else {
+                Ok(rows.into_iter().next().map(FieldValue::owned_any))
+            }
+        }
+        RelationshipKind::To { .. } => {
+            let Some(key) = row.0.get(def.primary_key().name) else {
+                return Ok(Some(FieldValue::list(Vec::<FieldValue>::new())));
+            };
+            let rows = loader
+                .load_one(RelKey {
+                    table: def.name,
+                    rel: rel.name,
+                    key: key.to_string(),
+                })
+                .await?
+                .unwrap_or_default();
+            Ok(Some(FieldValue::list(
+                rows.into_iter().map(FieldValue::owned_any),
+            )))
+        }
+    }
+}
+
+/// A relationship of a table and one key value (JSON text) it is followed from.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RelKey {
+    table: &'static str,
+    rel: &'static str,
+    key: String,
+}
+
+struct RelLoader {
+    db: Database,
+    tables: Arc<HashMap<&'static str, &'static TableDef>>,
+    stats: Arc<RequestStats>,
+}
+
+impl Loader<RelKey> for RelLoader {
+    type Value = Vec<Row>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[RelKey]) -> Result<HashMap<RelKey, Vec<Row>>, Self::Error> {
+        let mut groups: HashMap<(&'static str, &'static str), Vec<RelKey>> = HashMap::new();
+        for k in keys {
+            groups.entry((k.table, k.rel)).or_default().push(k.clone());
+        }
+        let mut out = HashMap::new();
+        for ((table, rel), keys) in groups {
+            let Some(rel) = self.tables.get(table).and_then(|d| d.relationship(rel)) else {
+                continue;
+            };
+            let target = (rel.target)();
+            // The attribute of the target that holds the keys.
+            let attr = match rel.kind {
+                RelationshipKind::From { .. } => target.primary_key(),
+                RelationshipKind::To { rust_field } => {
+                    match target.field_by_rust_name(rust_field) {
+                        Some(f) => f,
+                        None => continue,
+                    }
+                }
+            };
+            let values: Vec<Value> = keys
+                .iter()
+                .filter_map(|k| serde_json::from_str(&k.key).ok())
+                .collect();
+            let filter = values
+                .into_iter()
+                .map(|v| {
+                    Filter::Condition(Condition {
+                        path: vec![attr.name.to_owned()],
+                        op: Op::Eq,
+                        value: Operand::Json(v),
+                        position: None,
+                    })
+                })
+                .reduce(|a, b| a | b);
+            let Some(filter) = filter else { continue };
+            let query = Query::new().filter(filter);
+            let db = self.db.clone();
+            let stored =
+                tokio::task::spawn_blocking(move || db.read(|tx| tx.query_stored(target, &query)))
+                    .await
+                    .map_err(|e| error(Error::Io(std::io::Error::other(e.to_string()))))?
+                    .map_err(error)?;
+            self.stats.add(stored.len());
+            let mut by_key: HashMap<String, Vec<Row>> = HashMap::new();
+            for r in &stored {
+                let row = stored_row(r)?;
+                match row.0.get(attr.name) {
+                    Some(Value::Array(items)) => {
+                        for item in items {
+                            by_key
+                                .entry(item.to_string())
+                                .or_default()
+                                .push(row.clone());
+                        }
+                    }
+                    Some(v) => by_key.entry(v.to_string()).or_default().push(row.clone()),
+                    None => {}
+                }
+            }
+            for k in keys {
+                let rows = by_key.get(&k.key).cloned().unwrap_or_default();
+                out.insert(k, rows);
+            }
+        }
+        Ok(out)
+    }
+}
+
+// ---- values and errors -------------------------------------------------------------------
+
+fn to_gql(v: &Value) -> GqlValue {
+    match v {
+        Value::Null => GqlValue::Null,
+        Value::Bool(b) => GqlValue::Boolean(*b),
+        Value::Number(n) => GqlValue::Number(n.clone()),
+        Value::String(s) => GqlValue::String(s.clone()),
+        Value::Array(items) => GqlValue::List(items.iter().map(to_gql).collect()),
+        Value::Object(m) => {
+            GqlValue::Object(m.iter().map(|(k, v)| (Name::new(k), to_gql(v))).collect())
+        }
+    }
+}
+
+fn accessor_json(v: &ValueAccessor) -> Value {
+    v.as_value().clone().into_json().unwrap_or(Value::Null)
+}
+
+fn json_atom(v: &Value) -> Atom {
+    match v {
+        Value::String(s) => Atom::Str(s.clone()),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Atom::Int)
+            .or_else(|| n.as_u64().map(Atom::from_u64))
+            .unwrap_or(Atom::Null),
+        _ => Atom::Null,
+    }
+}
+
+/// A resolver's outcome: an error is reported with its path (the dynamic schema leaves
+/// resolver errors without one) and the field becomes null.
+fn reported<'a>(
+    ctx: &ResolverContext,
+    result: async_graphql::Result<Option<FieldValue<'a>>>,
+) -> Option<FieldValue<'a>> {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.add_error(ctx.set_error_path(e.into_server_error(ctx.item.pos)));
+            None
+        }
+    }
+}
+
+fn gql_error(message: &str, code: &'static str) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
+}
+
+/// A runtime error as a GraphQL error with `extensions.code`; server faults are logged and
+/// reported without detail.
+fn error(e: Error) -> async_graphql::Error {
+    let code = match &e {
+        Error::Rejected(r) => r.code,
+        Error::InvalidRecord { .. } => "invalid_record",
+        Error::InvalidQuery { .. } | Error::QueryTooExpensive { .. } => "invalid_query",
+        Error::UnknownAttribute { .. } => "unknown_attribute",
+        Error::UnknownTable(_) | Error::NotFound { .. } => "not_found",
+        Error::Conflict(_) => "conflict",
+        other => {
+            tracing::error!(error = %other, "GraphQL request failed");
+            return gql_error(
+                "the server failed to complete the request; see its log",
+                "internal",
+            );
+        }
+    };
+    let message = match &e {
+        Error::InvalidQuery {
+            position: Some(p), ..
+        } => format!("{e} (at position {p})"),
+        _ => e.to_string(),
+    };
+    gql_error(&message, code)
+}
