@@ -108,3 +108,29 @@ fn plans_read_what_they_return_not_the_table() {
     let (_, stats) = run(&Query::new().filter(attr("stockQuantity").eq(4)).limit(20));
     assert_eq!(stats.records_read as usize, N, "{stats:?}");
 }
+
+#[test]
+fn plans_reuse_range_counts_until_the_table_changes() {
+    let db = Database::temporary().unwrap();
+    small_catalog(&db);
+    let q = Query::new()
+        .filter(attr("categoryId").eq("toys") & attr("inStock").eq(true))
+        .sort_by("name");
+    let run = || db.read(|tx| tx.query_with_stats(Product::DEF, &q)).unwrap();
+    let (first_rows, first) = run();
+    let (rows, again) = run();
+    assert_eq!(rows.len(), first_rows.len());
+    assert_eq!(again.plan, first.plan);
+    // The first plan counted both candidates' index ranges; the second remembers them.
+    assert!(
+        again.index_entries_read < first.index_entries_read,
+        "{first:?} then {again:?}"
+    );
+    // After enough writes to the table, ranges are counted afresh.
+    for i in 0..100 {
+        db.write(|tx| tx.put(&product(&format!("x{i:03}"), "books", 1.0, 1)))
+            .unwrap();
+    }
+    let (_, fresh) = run();
+    assert_eq!(fresh.index_entries_read, first.index_entries_read);
+}

@@ -557,19 +557,48 @@ fn ks_for(store: &TableStore, field: usize) -> &Ks {
 }
 
 /// Counts the entries of a candidate's ranges, stopping at `cap`.
+/// How many index entries (or records) a candidate's ranges hold, counting at most `cap`.
+/// Counts are remembered per table for later plans (see `PlannerStats`).
 fn count(view: &dyn Source, store: &TableStore, cand: &Candidate, cap: usize) -> Result<usize> {
+    let key = stats_key(cand);
+    if let Some(n) = store.planner.count(&key, cap) {
+        return Ok(n);
+    }
     let ks = ks_for(store, cand.field);
     let mut n = 0;
-    for r in &cand.ranges {
+    'ranges: for r in &cand.ranges {
         for item in view.scan(ks, r, false) {
             item?;
             n += 1;
             if n >= cap {
-                return Ok(n);
+                break 'ranges;
             }
         }
     }
+    store.planner.remember(key, n, cap);
     Ok(n)
+}
+
+/// A candidate's field and ranges as bytes (the planner statistics' key).
+fn stats_key(cand: &Candidate) -> Vec<u8> {
+    let mut key = (cand.field as u32).to_be_bytes().to_vec();
+    let mut bound = |b: &Bound<Vec<u8>>| match b {
+        Bound::Included(v) | Bound::Excluded(v) => {
+            key.push(if matches!(b, Bound::Included(_)) {
+                1
+            } else {
+                2
+            });
+            key.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            key.extend_from_slice(v);
+        }
+        Bound::Unbounded => key.push(0),
+    };
+    for r in &cand.ranges {
+        bound(&r.start);
+        bound(&r.end);
+    }
+    key
 }
 
 /// Chooses the best candidate. Returns it with its (possibly capped) count.

@@ -195,6 +195,46 @@ pub struct TableStore {
     /// One per field of `def.fields`: the index keyspace when that field has one (the primary
     /// key never does: records are keyed by it).
     pub(crate) indexes: Vec<Option<Ks>>,
+    /// What the planner learned about this table's index ranges.
+    pub(crate) planner: PlannerStats,
+}
+
+/// Sizes of index ranges counted by earlier query plans, reused until the table has taken
+/// [`PlannerStats::FRESH_FOR`] writes since. Only the choice of plan depends on them, never a
+/// result: a stale count can make a query slower, not wrong.
+#[derive(Default)]
+pub(crate) struct PlannerStats {
+    writes: AtomicU64,
+    /// Range key -> (count, the cap it was counted to, `writes` then).
+    counts: Mutex<HashMap<Vec<u8>, (usize, usize, u64)>>,
+}
+
+impl PlannerStats {
+    const FRESH_FOR: u64 = 64;
+    const MAX_ENTRIES: usize = 4096;
+
+    pub(crate) fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A remembered count, capped at `cap`, when it is still fresh and was counted far enough.
+    pub(crate) fn count(&self, range: &[u8], cap: usize) -> Option<usize> {
+        let now = self.writes.load(Ordering::Relaxed);
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let &(n, counted_to, at) = counts.get(range)?;
+        let fresh = now.saturating_sub(at) < Self::FRESH_FOR;
+        // Exact (below its cap), or capped at least as far as asked.
+        (fresh && (n < counted_to || cap <= counted_to)).then(|| n.min(cap))
+    }
+
+    pub(crate) fn remember(&self, range: Vec<u8>, n: usize, cap: usize) {
+        let now = self.writes.load(Ordering::Relaxed);
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() >= Self::MAX_ENTRIES {
+            counts.clear();
+        }
+        counts.insert(range, (n, cap, now));
+    }
 }
 
 impl std::fmt::Debug for Database {

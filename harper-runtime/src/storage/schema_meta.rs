@@ -184,6 +184,7 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         def,
         records,
         indexes,
+        planner: Default::default(),
     })
 }
 

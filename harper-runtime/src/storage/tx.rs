@@ -568,6 +568,7 @@ impl<'db> WriteTx<'db> {
         old: Option<&(Record, Slice)>,
         new: Option<&Record>,
     ) {
+        store.planner.wrote();
         let (old, old_bytes) = match old {
             Some((rec, bytes)) => (Some(rec), Some(bytes.clone())),
             None => (None, None),
