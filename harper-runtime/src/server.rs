@@ -115,7 +115,8 @@ impl App {
         &self.db
     }
 
-    /// The complete filter: custom routes, then `/graphql`, then the REST API.
+    /// The complete filter: `/health` and `/metrics`, custom routes, then `/graphql`, then
+    /// the REST API.
     pub fn filter(&self) -> BoxedFilter<(Response,)> {
         let rest = http::rest_api(
             self.db.clone(),
@@ -151,7 +152,18 @@ impl App {
             Some(custom) => custom.or(api).unify().boxed(),
             None => api,
         };
-        connect_refused().or(all).unify().boxed()
+        let counts = std::sync::Arc::new(http::ops::ResponseCounts::default());
+        let ops = http::ops::filter(self.db.clone(), counts.clone());
+        connect_refused()
+            .or(ops)
+            .unify()
+            .or(all)
+            .unify()
+            .map(move |r: Response| {
+                counts.record(r.status());
+                r
+            })
+            .boxed()
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving in the background.

@@ -5,6 +5,7 @@ mod error;
 pub mod graphql;
 pub mod negotiate;
 pub mod openapi;
+pub mod ops;
 mod realtime;
 mod rest;
 
