@@ -27,7 +27,10 @@ echo "# building the storefront (release)" >&2
 "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/storefront" --addr "127.0.0.1:$OURS_PORT" --data "$WORK/ours" --no-seed >"$WORK/ours.log" 2>&1 &
 OURS_PID=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$OURS_PORT/Product" && break; sleep 0.1; done
-python3 "$PEER_SRC/load.py" "http://127.0.0.1:$OURS_PORT" "$N" --quiet >&2
+# The storefront refuses load.py's cart items for out-of-stock products (409, its stock
+# rule); the products, which the benchmark reads, all load.
+python3 "$PEER_SRC/load.py" "http://127.0.0.1:$OURS_PORT" "$N" --quiet >&2 \
+  || echo "# load.py: some rows were refused (above); continuing" >&2
 
 if [[ "${HARPER:-1}" != 0 ]]; then
   echo "# starting the real Harper (first run installs it with npm)" >&2
