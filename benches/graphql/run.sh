@@ -55,6 +55,6 @@ for c in "${CASES[@]}"; do
   read -r grs gp50 gp99 gbad < <(run_wrk "http://127.0.0.1:$PORT$gql")
   ratio=$(python3 -c "print(f'{float(\"$grs\")/float(\"$rrs\"):.2f}')" 2>/dev/null || echo "?")
   printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$rrs" "$rp50" "$rp99" "$grs" "$gp50" "$gp99" "$ratio"
-  [[ "$rbad" != 0 ]] && echo "  (REST: $rbad non-2xx responses)"
-  [[ "$gbad" != 0 ]] && echo "  (GraphQL: $gbad non-2xx responses)"
+  if [[ "$rbad" != 0 ]]; then echo "  (REST: $rbad non-2xx responses)"; fi
+  if [[ "$gbad" != 0 ]]; then echo "  (GraphQL: $gbad non-2xx responses)"; fi
 done

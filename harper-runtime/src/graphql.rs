@@ -12,8 +12,8 @@
 //!   from [`Database::subscribe_to`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::dynamic::{
@@ -21,6 +21,7 @@ use async_graphql::dynamic::{
     Schema, SchemaError, Subscription as SubscriptionType, SubscriptionField,
     SubscriptionFieldFuture, TypeRef, ValueAccessor,
 };
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ErrorExtensions, Name, Value as GqlValue};
 use serde_json::{Map, Value};
 
@@ -65,7 +66,15 @@ pub struct GraphQl {
     pub schema: Schema,
     db: Database,
     tables: Arc<HashMap<&'static str, &'static TableDef>>,
+    /// Parsed documents by query text: clients repeat a few queries, and parsing is a third
+    /// of the cost of a small request.
+    documents: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
 }
+
+/// Documents kept in the parse cache (it is emptied when full).
+const CACHED_DOCUMENTS: usize = 512;
+/// Longer query texts are not cached.
+const CACHED_QUERY_BYTES: usize = 8192;
 
 impl GraphQl {
     /// Builds the schema of the exported tables among `tables`; `None` when none is exported.
@@ -85,14 +94,36 @@ impl GraphQl {
             schema,
             db,
             tables: Arc::new(exported.iter().map(|d| (d.name, *d)).collect()),
+            documents: Arc::new(Mutex::new(HashMap::new())),
         }))
     }
 
     /// A request ready to execute, with its own relationship batcher and read counters.
     pub fn prepare(
         &self,
-        request: async_graphql::Request,
+        mut request: async_graphql::Request,
     ) -> (async_graphql::Request, Arc<RequestStats>) {
+        if request.query.len() <= CACHED_QUERY_BYTES {
+            let cached = self
+                .documents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&request.query)
+                .cloned();
+            match cached {
+                Some(doc) => request.set_parsed_query(doc),
+                None => {
+                    if let Ok(doc) = request.parsed_query() {
+                        let doc = doc.clone();
+                        let mut docs = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+                        if docs.len() >= CACHED_DOCUMENTS {
+                            docs.clear();
+                        }
+                        docs.insert(request.query.clone(), doc);
+                    }
+                }
+            }
+        }
         let stats = Arc::new(RequestStats::default());
         let loader = DataLoader::new(
             RelLoader {

@@ -89,18 +89,7 @@ where
             return explorer();
         }
         Method::GET => match async_graphql::http::parse_query_string(&query) {
-            Ok(r) => {
-                if is_mutation(&r) {
-                    let mut resp = error_response(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "mutations are sent with POST",
-                    );
-                    resp.headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static("POST"));
-                    return resp;
-                }
-                r
-            }
+            Ok(r) => r,
             Err(e) => {
                 return error_response(StatusCode::BAD_REQUEST, &format!("bad request: {e}"));
             }
@@ -139,7 +128,16 @@ where
             return r;
         }
     };
-    let (request, stats) = gql.prepare(request);
+    let (mut request, stats) = gql.prepare(request);
+    if method == Method::GET && is_mutation(&mut request) {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations are sent with POST",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
     let mut response = gql.schema.execute(request).await;
     if headers.contains_key(STATS_HEADER) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -166,14 +164,14 @@ where
     json(status, body)
 }
 
-fn is_mutation(r: &async_graphql::Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&r.query) else {
+fn is_mutation(r: &mut async_graphql::Request) -> bool {
+    let operation = r.operation_name.clone();
+    let Ok(doc) = r.parsed_query() else {
         return false;
     };
     doc.operations.iter().any(|(name, op)| {
         op.node.ty == OperationType::Mutation
-            && (r.operation_name.is_none()
-                || name.map(|n| n.as_str()) == r.operation_name.as_deref())
+            && (operation.is_none() || name.map(|n| n.as_str()) == operation.as_deref())
     })
 }
 
