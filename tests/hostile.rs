@@ -426,9 +426,8 @@ fn corpus() -> Vec<Case> {
         deep_query.as_str(),
         "\0",
     ];
-    // Accepted on purpose: empty terms are skipped (so `&&&` is the empty query, and
-    // `DELETE /Product/?&&&` would delete every record, as `DELETE /Product/` does), a NUL
-    // is data, and a DELETE ignores select.
+    // Accepted on purpose: empty terms are skipped (so `&&&` is the empty query; a DELETE
+    // with a query naming no condition is refused, see tests/rest.rs), and a NUL is data.
     for q in [
         "&&&",
         "name=a&|price=1",

@@ -481,6 +481,20 @@ async fn writes_with_harpers_status_codes() {
         200
     );
     assert_eq!(f.json("/CartItem/").await.1, json!([]));
+    // A query string without a condition would delete everything: refused, nothing deleted.
+    for q in ["?&&&", "?limit(5)", "?select(name)"] {
+        let r = f.send(M::DELETE, &format!("/Product/{q}"), "").await;
+        assert_eq!(r.status(), 400, "{q}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["message"].as_str().unwrap().contains("every record"),
+            "{q}: {v}"
+        );
+    }
+    let r = f
+        .send(M::DELETE, "/Product/?categoryId=none&select(nope)", "")
+        .await;
+    assert_eq!(r.status(), 400, "select is checked");
     assert_eq!(
         f.json("/Product/?categoryId=toys")
             .await

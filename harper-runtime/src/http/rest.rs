@@ -933,6 +933,21 @@ async fn delete_matching(
     req: &Request,
 ) -> Result<Response, ApiError> {
     let query = parse(def, &req.query)?;
+    // A query string that names no condition (`?&&&`, `?limit(5)`) is almost surely a mistake;
+    // deleting every record takes the bare collection URL.
+    if !req.query.is_empty() && query.filter.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "this query names no condition, so it would delete every record; \
+                 send DELETE /{}/ without a query string to do that",
+                export(def)
+            ),
+        ));
+    }
+    if let Some(sel) = &query.select {
+        query::check_select(def, sel)?;
+    }
     let query = Query {
         select: None,
         ..query
