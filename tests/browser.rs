@@ -12,6 +12,8 @@
 //! `CI` is set and is skipped, loudly, otherwise. `CHROMIUM=/path/to/chrome` picks another
 //! binary.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -297,28 +299,7 @@ fn find_chromium() -> Option<PathBuf> {
 /// Builds the storefront example (a no-op when `cargo test` already did), starts it on a
 /// free port over `data`, and returns it with its base URL once it listens.
 fn start_storefront(data: &Path) -> (Killed, String) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = Command::new(cargo)
-        .args([
-            "build",
-            "--example",
-            "storefront",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "cargo build --example storefront failed"
-    );
-    let executable = String::from_utf8_lossy(&build.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "storefront")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no storefront executable");
+    let executable = common::storefront_executable();
 
     let mut child = own_group(
         Command::new(executable)

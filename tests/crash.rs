@@ -16,12 +16,13 @@
 //! it while it is still opening the directory. `CRASH_CYCLES` (default 24) sets the number of
 //! cycles, `CRASH_SEED` replays a run (the seed is printed).
 
-#[path = "../examples/storefront/schema.rs"]
-mod schema;
+mod common;
+
+use common::schema;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ async fn acknowledged_writes_survive_kill_9_whole_and_consistent() {
         });
     eprintln!("crash test: {cycles} cycles, CRASH_SEED={seed}");
     let mut rng = Rng::new(seed);
-    let exe = storefront_executable();
+    let exe = common::storefront_executable();
     let data = tempfile::tempdir().unwrap();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -657,32 +658,6 @@ async fn run_shopper(
 }
 
 // ---- the server process --------------------------------------------------------------------
-
-/// The storefront binary (built once, as tests/browser.rs does).
-fn storefront_executable() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = Command::new(cargo)
-        .args([
-            "build",
-            "--example",
-            "storefront",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "cargo build --example storefront failed"
-    );
-    String::from_utf8_lossy(&build.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "storefront")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no storefront executable")
-}
 
 /// A running storefront; dropping it kills it with SIGKILL and waits until it is gone.
 struct Storefront {

@@ -58,3 +58,31 @@ pub fn small_catalog(db: &Database) {
     })
     .unwrap();
 }
+
+/// The storefront example's binary: builds it (a no-op when `cargo test` already did) and
+/// returns the path cargo reports, for tests that run the real process.
+pub fn storefront_executable() -> std::path::PathBuf {
+    use std::process::{Command, Stdio};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = Command::new(cargo)
+        .args([
+            "build",
+            "--example",
+            "storefront",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "cargo build --example storefront failed"
+    );
+    String::from_utf8_lossy(&build.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "storefront")
+        .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+        .expect("cargo reported no storefront executable")
+}
