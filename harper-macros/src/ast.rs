@@ -35,6 +35,7 @@ pub struct Export {
     /// URL path segment.
     pub name: String,
     pub name_tokens: TokenStream,
+    pub access: attr::AccessArgs,
 }
 
 pub struct Field {
@@ -168,11 +169,13 @@ fn table_from_struct(
         Some(lit) => Export {
             name: lit.value(),
             name_tokens: lit.to_token_stream(),
+            access: export.access,
         },
         // Served under the table name.
         None => Export {
             name: name.clone(),
             name_tokens: export.tokens,
+            access: export.access,
         },
     });
 

@@ -55,11 +55,76 @@ pub struct TableArgs {
     pub rename_all: RenameRule,
 }
 
-/// `#[export]` / `#[export(name = "..")]`, written above or below `#[table]`.
+/// `#[export]` / `#[export(name = "..", read = "..", write = "..")]`, written above or
+/// below `#[table]`.
 pub struct ExportArgs {
     /// The attribute (or the hidden `__export` option) itself, for error spans.
     pub tokens: TokenStream,
     pub name: Option<LitStr>,
+    pub access: AccessArgs,
+}
+
+/// Who may read, create, update and delete records of an exported table. `None` keeps the
+/// default: anyone reads, only admins write.
+#[derive(Default)]
+pub struct AccessArgs {
+    pub read: Option<Rule>,
+    pub create: Option<Rule>,
+    pub update: Option<Rule>,
+    pub delete: Option<Rule>,
+}
+
+/// One permission: alternatives any of which grants it (`"owner | role:support"`).
+/// Admins are always granted everything.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct Rule {
+    pub public: bool,
+    pub authenticated: bool,
+    pub owner: bool,
+    pub roles: Vec<String>,
+}
+
+impl Rule {
+    /// Parses `"public"`, `"authenticated"`, `"owner"`, `"admin"`, `"role:NAME"` and their
+    /// alternatives separated by `|` or `,`.
+    pub fn parse(text: &str) -> Result<Rule, String> {
+        let mut rule = Rule::default();
+        for atom in text.split(['|', ',']).map(str::trim) {
+            match atom {
+                "public" => rule.public = true,
+                "authenticated" => rule.authenticated = true,
+                "owner" => rule.owner = true,
+                // Admins pass every rule; naming them documents the intent.
+                "admin" | "role:admin" => {}
+                "" => return Err(format!("empty permission in `{text}`; expected {RULE_HELP}")),
+                _ => match atom.strip_prefix("role:").map(str::trim) {
+                    Some(role) if is_role_name(role) => {
+                        if !rule.roles.iter().any(|r| r == role) {
+                            rule.roles.push(role.to_owned());
+                        }
+                    }
+                    Some(role) => {
+                        return Err(format!(
+                            "invalid role name `{role}`: use letters, digits, `_`, `-` and `.`"
+                        ));
+                    }
+                    None => return Err(format!("unknown permission `{atom}`; expected {RULE_HELP}")),
+                },
+            }
+        }
+        Ok(rule)
+    }
+}
+
+const RULE_HELP: &str =
+    "`public`, `authenticated`, `owner`, `admin` or `role:NAME`, alternatives separated by `|`";
+
+fn is_role_name(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 64
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Parses the arguments of `#[table(..)]`, including the hidden `__export(..)` option that
@@ -89,12 +154,13 @@ pub fn parse_table_args<'c>(
             } else {
                 TokenStream::new()
             };
-            let name = parse_export_args(cx, args);
+            let (name, access) = parse_export_args(cx, args);
             export.set(
                 &meta.path,
                 ExportArgs {
                     tokens: meta.path.to_token_stream(),
                     name,
+                    access,
                 },
             );
         } else {
@@ -118,29 +184,60 @@ pub fn parse_table_args<'c>(
     }
 }
 
-/// Parses the inside of `#[export(..)]`: the optional `name`.
-fn parse_export_args(cx: &Ctxt, args: TokenStream) -> Option<LitStr> {
+/// Parses the inside of `#[export(..)]`: the optional `name` and permissions (`read`,
+/// `write`, and `create` / `update` / `delete`, which override `write`).
+fn parse_export_args(cx: &Ctxt, args: TokenStream) -> (Option<LitStr>, AccessArgs) {
     let mut name = Attr::none(cx, "`#[export]` option `name`");
+    let mut read = Attr::none(cx, "`#[export]` option `read`");
+    let mut write = Attr::none(cx, "`#[export]` option `write`");
+    let mut create = Attr::none(cx, "`#[export]` option `create`");
+    let mut update = Attr::none(cx, "`#[export]` option `update`");
+    let mut delete = Attr::none(cx, "`#[export]` option `delete`");
     let parser = syn::meta::parser(|meta| {
-        if meta.path == NAME {
+        let slot = if meta.path == NAME {
             let lit: LitStr = meta.value()?.parse()?;
             name.set(&meta.path, lit);
+            return Ok(());
+        } else if meta.path == READ {
+            &mut read
+        } else if meta.path == WRITE {
+            &mut write
+        } else if meta.path == CREATE {
+            &mut create
+        } else if meta.path == UPDATE {
+            &mut update
+        } else if meta.path == DELETE {
+            &mut delete
         } else {
             cx.error_spanned_by(
                 &meta.path,
                 format!(
-                    "unknown `#[export]` option `{}`; expected `name`",
+                    "unknown `#[export]` option `{}`; expected `name`, `read`, `write`, \
+                     `create`, `update` or `delete`",
                     path_to_string(&meta.path)
                 ),
             );
             skip_value(meta.input)?;
+            return Ok(());
+        };
+        let lit: LitStr = meta.value()?.parse()?;
+        match Rule::parse(&lit.value()) {
+            Ok(rule) => slot.set(&meta.path, rule),
+            Err(message) => cx.error_spanned_by(&lit, message),
         }
         Ok(())
     });
     if let Err(err) = parser.parse2(args) {
         cx.syn_error(err);
     }
-    name.get()
+    let write = write.get();
+    let access = AccessArgs {
+        read: read.get(),
+        create: create.get().or_else(|| write.clone()),
+        update: update.get().or_else(|| write.clone()),
+        delete: delete.get().or(write),
+    };
+    (name.get(), access)
 }
 
 /// Reads and removes the struct-level attributes that concern us: a second `#[table]`,
@@ -157,15 +254,15 @@ pub fn take_container_attrs<'c>(
             cx.error_spanned_by(&*attr, "`#[table]` is applied twice");
             false
         } else if is_harper_macro(path, EXPORT) {
-            let name = match &attr.meta {
-                Meta::Path(_) => None,
+            let (name, access) = match &attr.meta {
+                Meta::Path(_) => (None, AccessArgs::default()),
                 Meta::List(list) => parse_export_args(cx, list.tokens.clone()),
                 Meta::NameValue(_) => {
                     cx.error_spanned_by(
                         &*attr,
                         "expected `#[export]` or `#[export(name = \"...\")]`",
                     );
-                    None
+                    (None, AccessArgs::default())
                 }
             };
             export.set(
@@ -173,6 +270,7 @@ pub fn take_container_attrs<'c>(
                 ExportArgs {
                     tokens: attr.to_token_stream(),
                     name,
+                    access,
                 },
             );
             false

@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Fields, Item, ItemStruct, Type, parse_quote};
 
 use crate::ast::{Field, Input, Relationship, Table, type_to_string};
-use crate::attr::Direction;
+use crate::attr::{self, Direction};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::fallback;
@@ -87,13 +87,43 @@ fn with_serde(mut item: ItemStruct, table: &Table) -> ItemStruct {
     item
 }
 
+/// A `::harper::schema::Rule`; when not declared, reads default to public and writes to
+/// admins only.
+fn rule_tokens(rule: Option<&attr::Rule>, public_by_default: bool) -> TokenStream {
+    let default = attr::Rule {
+        public: public_by_default,
+        ..attr::Rule::default()
+    };
+    let rule = rule.unwrap_or(&default);
+    let (public, authenticated, owner, roles) =
+        (rule.public, rule.authenticated, rule.owner, &rule.roles);
+    quote!(::harper::schema::Rule {
+        public: #public,
+        authenticated: #authenticated,
+        owner: #owner,
+        roles: &[#(#roles),*],
+    })
+}
+
 fn table_impl(table: &Table) -> TokenStream {
     let ident = &table.ident;
     let name = &table.name;
     let export = match &table.export {
         Some(export) => {
             let name = &export.name;
-            quote!(::core::option::Option::Some(::harper::schema::ExportDef { name: #name }))
+            let read = rule_tokens(export.access.read.as_ref(), true);
+            let create = rule_tokens(export.access.create.as_ref(), false);
+            let update = rule_tokens(export.access.update.as_ref(), false);
+            let delete = rule_tokens(export.access.delete.as_ref(), false);
+            quote!(::core::option::Option::Some(::harper::schema::ExportDef {
+                name: #name,
+                access: ::harper::schema::Access {
+                    read: #read,
+                    create: #create,
+                    update: #update,
+                    delete: #delete,
+                },
+            }))
         }
         None => quote!(::core::option::Option::None),
     };

@@ -20,6 +20,12 @@ pub const HARPER: Symbol = Symbol("harper");
 // `#[table(..)]` and `#[export(..)]` options.
 pub const NAME: Symbol = Symbol("name");
 pub const RENAME_ALL: Symbol = Symbol("rename_all");
+// `#[export(..)]` permissions: who may do what.
+pub const READ: Symbol = Symbol("read");
+pub const WRITE: Symbol = Symbol("write");
+pub const CREATE: Symbol = Symbol("create");
+pub const UPDATE: Symbol = Symbol("update");
+pub const DELETE: Symbol = Symbol("delete");
 /// Hidden option: `#[export]` written above `#[table]` hands its arguments to `#[table]` this way.
 pub const HIDDEN_EXPORT: Symbol = Symbol("__export");
 

@@ -258,6 +258,63 @@ fn export_options() {
 }
 
 #[test]
+fn export_permissions() {
+    use crate::attr::Rule;
+    let item = quote!(
+        #[export(read = "public", write = "owner | role:support", delete = "admin")]
+        struct P {
+            #[primary_key]
+            id: Id,
+        }
+    );
+    let table = valid(quote!(), item);
+    let access = &table.export.as_ref().map(|e| &e.access).unwrap();
+    assert_eq!(
+        access.read,
+        Some(Rule {
+            public: true,
+            ..Rule::default()
+        })
+    );
+    let owner_or_support = Rule {
+        owner: true,
+        roles: vec!["support".into()],
+        ..Rule::default()
+    };
+    assert_eq!(access.create.as_ref(), Some(&owner_or_support));
+    assert_eq!(access.update.as_ref(), Some(&owner_or_support));
+    // `delete` overrides `write`; `admin` alone grants nothing beyond admins.
+    assert_eq!(access.delete, Some(Rule::default()));
+
+    // Nothing declared: defaults are applied at expansion.
+    let table = valid(quote!(__export), quote!(struct P { #[primary_key] id: Id }));
+    assert!(table.export.as_ref().is_some_and(|e| e.access.read.is_none()));
+}
+
+#[test]
+fn export_permission_errors() {
+    let cases = [
+        (quote!(read = "everyone"), "unknown permission `everyone`"),
+        (quote!(write = "role:"), "invalid role name ``"),
+        (quote!(write = "role:a b"), "invalid role name `a b`"),
+        (quote!(read = "public |"), "empty permission"),
+        (quote!(read = "public", read = "owner"), "duplicate `#[export]` option `read`"),
+        (quote!(owner = "x"), "unknown `#[export]` option `owner`"),
+    ];
+    for (args, expected) in cases {
+        let item = quote!(
+            #[export(#args)]
+            struct P {
+                #[primary_key]
+                id: Id,
+            }
+        );
+        let message = error(quote!(), item);
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+#[test]
 fn export_above_table_hands_over() {
     let rewrite = |args: TokenStream, item: TokenStream| {
         let out = export::export(args, item);
@@ -449,7 +506,8 @@ fn export_errors() {
     let item = |attrs: TokenStream| quote!(#attrs struct P { #[primary_key] id: Id });
     assert_eq!(
         error(quote!(), item(quote!(#[export(nmae = "x")]))),
-        "unknown `#[export]` option `nmae`; expected `name`"
+        "unknown `#[export]` option `nmae`; expected `name`, `read`, `write`, `create`, \
+         `update` or `delete`"
     );
     assert_eq!(
         error(quote!(), item(quote!(#[export] #[export]))),
@@ -1048,7 +1106,7 @@ fn expansion_of_to_relationship_and_export() {
     assert_contains(
         &out,
         &[
-            r#"name : "Cat" , export : :: core :: option :: Option :: Some (:: harper :: schema :: ExportDef { name : "categories" })"#,
+            r#"name : "Cat" , export : :: core :: option :: Option :: Some (:: harper :: schema :: ExportDef { name : "categories" , access : :: harper :: schema :: Access { read : :: harper :: schema :: Rule { public : true , authenticated : false , owner : false , roles : & [] , } , create : :: harper :: schema :: Rule { public : false , authenticated : false , owner : false , roles : & [] , }"#,
             r#"kind : :: harper :: schema :: RelationshipKind :: To { rust_field : "category_id" }"#,
             r#"pub (crate) fn products (& self , tx : & impl :: harper :: Reader ,)
                  -> :: harper :: Result < :: std :: vec :: Vec < Product >> {

@@ -34,6 +34,79 @@ pub struct TableDef {
 pub struct ExportDef {
     /// URL path segment (`/Product/`): the table name unless `#[export(name = "...")]`.
     pub name: &'static str,
+    /// Who may do what over HTTP (`#[export(read = "public", write = "role:admin")]`).
+    pub access: Access,
+}
+
+/// Permissions of an exported table, per operation. Checked on every REST request, GraphQL
+/// field and subscription; code using [`crate::Database`] directly is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub read: Rule,
+    pub create: Rule,
+    pub update: Rule,
+    pub delete: Rule,
+}
+
+impl Access {
+    /// What `#[export]` without permissions declares: anyone reads, only admins write.
+    pub const DEFAULT: Access = Access {
+        read: Rule::PUBLIC,
+        create: Rule::ADMIN,
+        update: Rule::ADMIN,
+        delete: Rule::ADMIN,
+    };
+}
+
+/// Who is granted one operation: anyone matching one of the alternatives. Users with the
+/// `admin` role are granted every operation whatever the rule says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Anyone, without credentials.
+    pub public: bool,
+    /// Anyone with valid credentials: a user or a guest session.
+    pub authenticated: bool,
+    /// A caller the table's owner rule (`App::owner`) accepts for the record concerned.
+    pub owner: bool,
+    /// Users holding one of these roles.
+    pub roles: &'static [&'static str],
+}
+
+impl Rule {
+    pub const PUBLIC: Rule = Rule {
+        public: true,
+        authenticated: false,
+        owner: false,
+        roles: &[],
+    };
+    /// Admins only.
+    pub const ADMIN: Rule = Rule {
+        public: false,
+        authenticated: false,
+        owner: false,
+        roles: &[],
+    };
+}
+
+impl std::fmt::Display for Rule {
+    /// The rule as `#[export]` spells it (`owner | role:support`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if self.public {
+            parts.push("public".into());
+        }
+        if self.authenticated {
+            parts.push("authenticated".into());
+        }
+        if self.owner {
+            parts.push("owner".into());
+        }
+        parts.extend(self.roles.iter().map(|r| format!("role:{r}")));
+        if parts.is_empty() {
+            parts.push("admin".into());
+        }
+        f.write_str(&parts.join(" | "))
+    }
 }
 
 /// One stored field.
