@@ -55,6 +55,34 @@ pub enum Error {
     Storage(#[from] fjall::Error),
     #[error("I/O failure: {0}")]
     Io(#[from] std::io::Error),
+    /// The data directory cannot be used as it is: not a directory, in use by another
+    /// process, on a read-only file system, or damaged. Nothing in it was changed.
+    #[error("data directory {}: {message}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        problem: DataDirProblem,
+        message: String,
+    },
+    /// Writes are refused because the storage failed (a full disk, an I/O error); reads
+    /// still work. `disk_full` tells the two apart (507 and 503 over HTTP).
+    #[error("{message}")]
+    WritesUnavailable { disk_full: bool, message: String },
+}
+
+/// What is wrong with a data directory ([`Error::DataDir`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DataDirProblem {
+    /// The path exists and is not a directory.
+    NotADirectory,
+    /// Another process (or another handle in this one) has it open.
+    InUse,
+    /// It cannot be written: a read-only file system or missing permissions.
+    NotWritable,
+    /// Its files are damaged (corrupt or truncated journal or table files, a bad version).
+    Damaged,
+    /// Any other failure to open it (a missing parent, an I/O error).
+    Unusable,
 }
 
 impl Error {
@@ -82,7 +110,12 @@ impl Error {
     pub fn is_client_error(&self) -> bool {
         !matches!(
             self,
-            Error::Storage(_) | Error::Io(_) | Error::Corrupt(_) | Error::IncompatibleSchema { .. }
+            Error::Storage(_)
+                | Error::Io(_)
+                | Error::Corrupt(_)
+                | Error::IncompatibleSchema { .. }
+                | Error::DataDir { .. }
+                | Error::WritesUnavailable { .. }
         )
     }
 }

@@ -85,6 +85,18 @@ impl From<Error> for ApiError {
                 r.code,
                 r.message,
             ),
+            Error::WritesUnavailable {
+                disk_full: true, ..
+            } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                message,
+            ),
+            Error::WritesUnavailable { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                message,
+            ),
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError::new(

@@ -1,5 +1,7 @@
 //! Operational endpoints, mounted by [`crate::App`]:
-//! - `GET /health`: 200 `{"status":"ok","lastSeq":N}` (the change log's last sequence number);
+//! - `GET /health`: 200 `{"status":"ok","lastSeq":N}` (the change log's last sequence number),
+//!   or 503 `{"status":"writes_refused","reason":..}` once a storage failure (a full disk)
+//!   stopped writes until a restart;
 //! - `GET /metrics`: Prometheus text format: responses by status class, commits since start,
 //!   the last sequence number, open subscriptions and how often subscribers fell behind.
 
@@ -34,9 +36,23 @@ pub fn filter(db: Database, counts: Arc<ResponseCounts>) -> BoxedFilter<(Respons
         let db = db.clone();
         warp::path!("health")
             .and(warp::get().or(warp::head()).unify())
-            .map(move || {
-                let body = serde_json::json!({ "status": "ok", "lastSeq": db.last_seq() });
-                reply("application/json", body.to_string())
+            .map(move || match db.write_failure() {
+                None => {
+                    let body = serde_json::json!({ "status": "ok", "lastSeq": db.last_seq() });
+                    reply("application/json", body.to_string())
+                }
+                // Reads work, writes do not until a restart: 503 tells a supervisor so.
+                Some(reason) => {
+                    let body = serde_json::json!({
+                        "status": "writes_refused",
+                        "lastSeq": db.last_seq(),
+                        "reason": reason,
+                        "action": "restart the server once the cause is fixed",
+                    });
+                    let mut r = reply("application/json", body.to_string());
+                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    r
+                }
             })
     };
     let metrics = warp::path!("metrics")

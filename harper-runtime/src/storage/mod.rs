@@ -14,6 +14,7 @@
 //!   published in that order.
 
 pub mod key;
+mod open_check;
 mod schema_meta;
 pub(crate) mod source;
 pub(crate) mod tx;
@@ -89,32 +90,56 @@ impl DatabaseBuilder {
     }
 
     pub fn open(self) -> Result<Database> {
+        let path = self.path.clone();
+        let checked = !self.temporary;
+        let mut clean_seq = None;
+        let existed = checked && path.join("version").exists();
+        if checked {
+            open_check::check_path(&path)?;
+            clean_seq = open_check::clean_shutdown_seq(&path);
+            open_check::scan_journals(&path, clean_seq.is_some())?;
+        }
+        let explain = |e: fjall::Error| open_check::explain_open_error(&path, existed, e);
         let fjall = fjall::Database::builder(&self.path)
             .cache_size(self.cache_bytes)
             .temporary(self.temporary)
             .open()
-            .map_err(|e| match e {
-                fjall::Error::Locked => Error::Io(std::io::Error::other(format!(
-                    "{} is already open in another process or handle",
-                    self.path.display()
-                ))),
-                other => Error::Storage(other),
-            })?;
-        let meta = fjall.keyspace(META, keyspace_options)?;
-        let changes = fjall.keyspace(CHANGES, keyspace_options)?;
+            .map_err(explain)?;
+        let meta = fjall.keyspace(META, keyspace_options).map_err(explain)?;
+        let changes = fjall.keyspace(CHANGES, keyspace_options).map_err(explain)?;
         let last_seq = match changes.last_key_value() {
             Some(g) => {
-                let k = g.key()?;
-                let arr: [u8; 8] = k
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| Error::Corrupt("change log key".into()))?;
+                let k = g.key().map_err(explain)?;
+                let arr: [u8; 8] = k.as_ref().try_into().map_err(|_| {
+                    open_check::data_dir_error(
+                        &path,
+                        crate::error::DataDirProblem::Damaged,
+                        "its change log holds a malformed key",
+                    )
+                })?;
                 u64::from_be_bytes(arr)
             }
             None => 0,
         };
+        if let Some(clean) = clean_seq
+            && last_seq < clean
+        {
+            return Err(open_check::data_dir_error(
+                &path,
+                crate::error::DataDirProblem::Damaged,
+                format!(
+                    "it holds transactions up to {last_seq} only, but it was shut down cleanly \
+                     after transaction {clean}: files were truncated, replaced or damaged \
+                     since. Start-up is refused so that nothing is served wrong; restore the \
+                     directory from a backup, or move it aside to start empty"
+                ),
+            ));
+        }
         let last_version = schema_meta::last_version(&changes)?;
         let oldest_seq = prune_log(&fjall, &changes, last_seq, self.retention)?;
+        if checked {
+            open_check::clear_clean_shutdown(&path)?;
+        }
         let (events, _) = broadcast::channel(4096);
         Ok(Database {
             inner: Arc::new(Inner {
@@ -141,6 +166,10 @@ impl DatabaseBuilder {
                 events,
                 hub: std::sync::OnceLock::new(),
                 validators: crate::hooks::Validators::default(),
+                temporary: self.temporary,
+                write_failure: std::sync::OnceLock::new(),
+                fsyncs: AtomicU64::new(0),
+                fsync_nanos: AtomicU64::new(0),
             }),
         })
     }
@@ -181,6 +210,36 @@ pub(crate) struct Inner {
     pub(crate) hub: std::sync::OnceLock<Arc<crate::realtime::Hub>>,
     /// Business rules run on REST and GraphQL writes ([`crate::hooks`]).
     pub(crate) validators: crate::hooks::Validators,
+    temporary: bool,
+    /// Set by the first failed commit or sync: from then on writes are refused (fjall
+    /// refuses them anyway once poisoned) and the failure is what they are told.
+    write_failure: std::sync::OnceLock<WriteFailure>,
+    /// Explicit fsyncs (durability `Sync` commits, [`Database::persist`]) and their total time.
+    fsyncs: AtomicU64,
+    fsync_nanos: AtomicU64,
+}
+
+/// Why writes stopped.
+#[derive(Debug, Clone)]
+struct WriteFailure {
+    disk_full: bool,
+    cause: String,
+}
+
+impl Drop for Inner {
+    /// A clean shutdown: everything is synced, then a marker records the last sequence number
+    /// so the next open can tell truncated or damaged files from a crash's torn write.
+    fn drop(&mut self) {
+        if self.temporary || self.write_failure.get().is_some() {
+            return;
+        }
+        if self.fjall.persist(PersistMode::SyncAll).is_ok() {
+            open_check::write_clean_shutdown(
+                &self.path,
+                self.committed_seq.load(Ordering::Acquire),
+            );
+        }
+    }
 }
 
 pub(crate) struct WriterState {
@@ -341,14 +400,17 @@ impl Database {
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<R, E>,
     ) -> Result<R, E> {
+        self.inner.check_writable()?;
         let guard = self.inner.lock_writer();
         let mut tx = WriteTx::new(&self.inner, guard);
         let out = f(&mut tx)?;
-        let seq = tx.commit()?;
+        let seq = tx.commit().map_err(|e| self.inner.storage_failed(e))?;
         if let Some(seq) = seq
             && self.inner.durability == Durability::Sync
         {
-            self.inner.sync_through(seq)?;
+            self.inner
+                .sync_through(seq)
+                .map_err(|e| self.inner.storage_failed(e))?;
         }
         Ok(out)
     }
@@ -404,12 +466,118 @@ impl Database {
 
     /// Forces everything committed so far to disk (fdatasync).
     pub fn persist(&self) -> Result<()> {
-        self.inner.fjall.persist(PersistMode::SyncData)?;
-        Ok(())
+        self.inner
+            .timed_persist()
+            .map_err(|e| self.inner.storage_failed(e.into()))
+    }
+
+    /// Why writes are refused, when a storage failure (a full disk, an I/O error) stopped
+    /// them; `None` while writes work. Reads keep working either way.
+    pub fn write_failure(&self) -> Option<String> {
+        self.inner.write_failure.get().map(|f| f.cause.clone())
+    }
+
+    /// Explicit fsyncs so far (commits under [`Durability::Sync`], shared by group commit,
+    /// and [`Database::persist`]) and the total time they took. fjall's own syncs (memtable
+    /// flushes, compactions) are not included.
+    pub fn fsync_stats(&self) -> (u64, std::time::Duration) {
+        (
+            self.inner.fsyncs.load(Ordering::Relaxed),
+            std::time::Duration::from_nanos(self.inner.fsync_nanos.load(Ordering::Relaxed)),
+        )
     }
 }
 
 impl Inner {
+    /// `persist(SyncData)`, counted and timed for [`Database::fsync_stats`].
+    fn timed_persist(&self) -> fjall::Result<()> {
+        let started = std::time::Instant::now();
+        let result = self.fjall.persist(PersistMode::SyncData);
+        self.fsync_nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Refuses a write once the storage has failed.
+    fn check_writable(&self) -> Result<()> {
+        match self.write_failure.get() {
+            None => Ok(()),
+            Some(f) => Err(Error::WritesUnavailable {
+                disk_full: f.disk_full,
+                message: format!(
+                    "writes are refused since the storage failed: {}. Reads still work; \
+                     restart the server once the cause is fixed",
+                    f.cause
+                ),
+            }),
+        }
+    }
+
+    /// Turns a failed commit or sync into [`Error::WritesUnavailable`] (and remembers the
+    /// first failure: fjall refuses every later write once a write or sync has failed).
+    /// Errors that are not storage failures pass through.
+    fn storage_failed(&self, e: Error) -> Error {
+        let failure = match &e {
+            Error::Storage(fjall::Error::Poisoned) => None,
+            Error::Storage(fjall::Error::Io(io))
+            | Error::Storage(fjall::Error::Storage(fjall::LsmError::Io(io)))
+            | Error::Io(io) => {
+                let disk_full = matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                );
+                Some(WriteFailure {
+                    disk_full,
+                    cause: if disk_full {
+                        format!(
+                            "the disk holding the data directory {} is full ({io}); free space \
+                             on it",
+                            self.path.display()
+                        )
+                    } else {
+                        format!(
+                            "writing to the data directory {} failed ({io})",
+                            self.path.display()
+                        )
+                    },
+                })
+            }
+            Error::Storage(other) => Some(WriteFailure {
+                disk_full: false,
+                cause: format!(
+                    "writing to the data directory {} failed ({other})",
+                    self.path.display()
+                ),
+            }),
+            _ => return e,
+        };
+        let first = match failure {
+            Some(f) => {
+                let _ = self.write_failure.set(f.clone());
+                self.write_failure.get().cloned().unwrap_or(f)
+            }
+            None => self.write_failure.get().cloned().unwrap_or(WriteFailure {
+                disk_full: false,
+                cause: format!(
+                    "an earlier write or sync to the data directory {} failed",
+                    self.path.display()
+                ),
+            }),
+        };
+        tracing::error!(cause = %first.cause, "a write failed; writes are refused until a restart");
+        Error::WritesUnavailable {
+            disk_full: first.disk_full,
+            message: format!(
+                "the write was not applied: {}. Writes are refused until the server is \
+                 restarted; reads still work",
+                first.cause
+            ),
+        }
+    }
+
     pub(crate) fn lock_commit(&self) -> MutexGuard<'_, ()> {
         self.commit_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -498,7 +666,7 @@ impl Inner {
                 state.in_progress = true;
                 let target = self.committed_seq.load(Ordering::Acquire);
                 drop(state);
-                let result = self.fjall.persist(PersistMode::SyncData);
+                let result = self.timed_persist();
                 state = sync.state.lock().unwrap_or_else(|p| p.into_inner());
                 state.in_progress = false;
                 if result.is_ok() {

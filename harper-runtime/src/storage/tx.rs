@@ -337,7 +337,12 @@ pub struct WriteTx<'db> {
     /// Position in `changes` of each written record, by table and record key.
     change_index: HashMap<(&'static str, Vec<u8>), usize>,
     version: u64,
+    /// A staged key over fjall's limit (it would panic in the batch): the commit refuses.
+    oversized: Option<Error>,
 }
+
+/// fjall's largest key.
+const MAX_KEY_BYTES: usize = u16::MAX as usize;
 
 impl Reader for WriteTx<'_> {
     fn view(&self) -> View<'_> {
@@ -365,6 +370,7 @@ impl<'db> WriteTx<'db> {
             changes: Vec::new(),
             change_index: HashMap::new(),
             version: inner.next_version(),
+            oversized: None,
         }
     }
 
@@ -588,9 +594,32 @@ impl<'db> WriteTx<'db> {
                 if !old_atoms.iter().any(|a| a.cmp_value(atom).is_eq()) {
                     let mut ik = key::encode_one(atom);
                     ik.extend_from_slice(&key);
+                    if ik.len() > MAX_KEY_BYTES && self.oversized.is_none() {
+                        let field = store.def.fields[i].name;
+                        self.oversized = Some(Error::invalid_record(
+                            store.def.name,
+                            field,
+                            format!(
+                                "{field} is indexed and its value is too long to index ({} \
+                                 bytes with the id; at most {MAX_KEY_BYTES})",
+                                ik.len()
+                            ),
+                        ));
+                    }
                     self.stage(index, ik, Some(Slice::from(&[][..])));
                 }
             }
+        }
+        if key.len() > MAX_KEY_BYTES && self.oversized.is_none() {
+            let pk_name = store.def.primary_key().name;
+            self.oversized = Some(Error::invalid_record(
+                store.def.name,
+                pk_name,
+                format!(
+                    "the id is too long ({} bytes encoded; at most {MAX_KEY_BYTES})",
+                    key.len()
+                ),
+            ));
         }
         let records = store.records.clone();
         let (kind, stored) = match new {
@@ -627,6 +656,9 @@ impl<'db> WriteTx<'db> {
     /// Commits everything staged in one batch and publishes it. Returns the change-log
     /// sequence number, or `None` when nothing was written.
     pub(crate) fn commit(mut self) -> Result<Option<u64>> {
+        if let Some(e) = self.oversized.take() {
+            return Err(e);
+        }
         if self.changes.is_empty() {
             return Ok(None);
         }
