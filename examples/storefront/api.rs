@@ -10,11 +10,13 @@
 //! add `productId`, `requested` and `available`.
 
 use futures::StreamExt;
-use harper::Record;
+use std::net::SocketAddr;
+
 use harper::http::ApiError;
 use harper::http::negotiate;
 use harper::prelude::*;
 use harper::schema::TableDef;
+use harper::{Auth, Record};
 use serde_json::{Map, Value, json};
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -28,10 +30,36 @@ use crate::shop::{self, AddToCart, ShopError};
 pub const CART_BODY_LIMIT: usize = 64 * 1024;
 const CHECKOUT_ALLOW: &str = "POST, OPTIONS";
 
+/// The storefront's server without its web page: the three tables, the stock rule, cart
+/// ownership and the shop's own endpoints.
+pub fn storefront_app(db: Database) -> harper::Result<App> {
+    let app = App::new(db.clone())
+        .table::<crate::schema::Product>()
+        .table::<crate::schema::Category>()
+        .table::<CartItem>()
+        // The stock rules hold for cart items written through REST and GraphQL too.
+        .validate::<CartItem>(shop::cart_item_rule)
+        .owner::<CartItem>(shop::cart_owner);
+    let auth = app.auth()?;
+    Ok(app.route(routes(
+        db,
+        auth,
+        vec![
+            crate::schema::Product::DEF,
+            crate::schema::Category::DEF,
+            CartItem::DEF,
+        ],
+    )))
+}
+
 /// All of the storefront's own routes. `tables` are documented in `/openapi`.
-pub fn routes(db: Database, tables: Vec<&'static TableDef>) -> BoxedFilter<(Response,)> {
-    add_to_cart(db.clone())
-        .or(checkout(db))
+pub fn routes(
+    db: Database,
+    auth: Auth,
+    tables: Vec<&'static TableDef>,
+) -> BoxedFilter<(Response,)> {
+    add_to_cart(db.clone(), auth.clone())
+        .or(checkout(db, auth))
         .unify()
         .or(openapi(tables))
         .unify()
@@ -52,15 +80,21 @@ fn exact_path(path: &'static str) -> impl Filter<Extract = (), Error = Rejection
 }
 
 /// `POST /CartItem/` (only that: other methods and paths fall through to the REST API).
-pub fn add_to_cart(db: Database) -> BoxedFilter<(Response,)> {
+pub fn add_to_cart(db: Database, auth: Auth) -> BoxedFilter<(Response,)> {
     exact_path("/CartItem/")
         .and(warp::post())
         .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and(warp::body::stream())
-        .then(move |headers: HeaderMap, body| {
+        .then(move |headers: HeaderMap, peer: Option<SocketAddr>, body| {
             let db = db.clone();
+            let auth = auth.clone();
             async move {
-                match post_cart_item(db, headers, Box::pin(body)).await {
+                let who = match caller(&auth, &headers, &Method::POST, peer).await {
+                    Ok(who) => who,
+                    Err(r) => return r,
+                };
+                match post_cart_item(db, who, headers, Box::pin(body)).await {
                     Ok(r) | Err(r) => r,
                 }
             }
@@ -68,8 +102,47 @@ pub fn add_to_cart(db: Database) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// Who the request acts for; carts need a signed-in user or a guest session.
+async fn caller(
+    auth: &Auth,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: Option<SocketAddr>,
+) -> Result<Principal, Response> {
+    let who = auth
+        .authenticate(headers, method, peer.map(|p| p.ip()))
+        .await
+        .map_err(|f| ApiError::from(f).into_response())?;
+    if !who.is_authenticated() {
+        return Err(ApiError::from(harper::Error::Denied {
+            authenticated: false,
+            message: "carts belong to a session: get one with POST /auth/session and send \
+                      Authorization: Bearer <accessToken>"
+                .into(),
+        })
+        .into_response());
+    }
+    Ok(who)
+}
+
+/// Refuses to act on another session's cart (admins may act on any).
+fn own_session(who: &Principal, session: &str) -> Result<(), Response> {
+    if who.is_admin() || who.id() == Some(session) {
+        return Ok(());
+    }
+    Err(ApiError::from(harper::Error::Denied {
+        authenticated: true,
+        message: format!(
+            "{} may not use the cart of session {session}: it belongs to another owner",
+            who.describe()
+        ),
+    })
+    .into_response())
+}
+
 async fn post_cart_item<S, B>(
     db: Database,
+    who: Principal,
     headers: HeaderMap,
     body: S,
 ) -> Result<Response, Response>
@@ -88,12 +161,19 @@ where
         )
     })?;
     let bytes = read_limited(&headers, body, CART_BODY_LIMIT).await?;
-    let value = negotiate::decode_body(format, &bytes)
+    let mut value = negotiate::decode_body(format, &bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
+    // The cart is the caller's own unless it names one (admins may fill any cart).
+    if let (Value::Object(map), Some(id)) = (&mut value, who.id())
+        && map.get("sessionId").is_none_or(Value::is_null)
+    {
+        map.insert("sessionId".into(), Value::String(id.to_owned()));
+    }
     // The table checks the body whole: unknown attributes, types, required attributes.
     let record =
         Record::from_json(CartItem::DEF, value).map_err(|e| ApiError::from(e).into_response())?;
     let request = add_request(&record).map_err(ApiError::into_response)?;
+    own_session(&who, &request.session_id)?;
     let added = blocking(move || shop::add(&db, request))
         .await?
         .map_err(|e| shop_error(e, Context::Add))?;
@@ -130,7 +210,7 @@ fn add_request(record: &Record) -> Result<AddToCart, ApiError> {
 }
 
 /// `/Cart/<sessionId>/checkout`: POST checks out, OPTIONS lists the methods, others are 405.
-pub fn checkout(db: Database) -> BoxedFilter<(Response,)> {
+pub fn checkout(db: Database, auth: Auth) -> BoxedFilter<(Response,)> {
     warp::path::full()
         .and_then(|p: warp::path::FullPath| async move {
             checkout_session(p.as_str())
@@ -138,14 +218,19 @@ pub fn checkout(db: Database) -> BoxedFilter<(Response,)> {
                 .ok_or_else(warp::reject::not_found)
         })
         .and(warp::method())
-        .then(move |raw: String, method: Method| {
-            let db = db.clone();
-            async move {
-                match post_checkout(db, &raw, &method).await {
-                    Ok(r) | Err(r) => r,
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .then(
+            move |raw: String, method: Method, headers: HeaderMap, peer: Option<SocketAddr>| {
+                let db = db.clone();
+                let auth = auth.clone();
+                async move {
+                    match post_checkout(db, &auth, &raw, &method, &headers, peer).await {
+                        Ok(r) | Err(r) => r,
+                    }
                 }
-            }
-        })
+            },
+        )
         .boxed()
 }
 
@@ -155,7 +240,14 @@ fn checkout_session(path: &str) -> Option<&str> {
     (!session.is_empty() && !session.contains('/')).then_some(session)
 }
 
-async fn post_checkout(db: Database, raw: &str, method: &Method) -> Result<Response, Response> {
+async fn post_checkout(
+    db: Database,
+    auth: &Auth,
+    raw: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Response, Response> {
     match *method {
         Method::POST => {}
         Method::OPTIONS => {
@@ -181,6 +273,8 @@ async fn post_checkout(db: Database, raw: &str, method: &Method) -> Result<Respo
             "the session id is not valid UTF-8 once percent-decoded",
         )
     })?;
+    let who = caller(auth, headers, method, peer).await?;
+    own_session(&who, &session)?;
     let order = blocking(move || shop::checkout(&db, &session))
         .await?
         .map_err(|e| shop_error(e, Context::Checkout))?;

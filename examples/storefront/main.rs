@@ -18,7 +18,6 @@ mod web;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use harper::App;
 use harper::prelude::*;
 use harper::schema::TableDef;
 use schema::{CartItem, Category, Product};
@@ -136,14 +135,7 @@ async fn main() -> harper::Result<()> {
         Command::Generate { count, file } => std::process::exit(run_generate(*count, file)),
     }
     let db = Database::open(&o.data)?;
-    let app = App::new(db.clone())
-        .table::<Product>()
-        .table::<Category>()
-        .table::<CartItem>()
-        // The stock rules hold for cart items written through REST and GraphQL too.
-        .validate::<CartItem>(shop::cart_item_rule)
-        .route(api::routes(db.clone(), tables()))
-        .route(web::routes());
+    let app = api::storefront_app(db.clone())?.route(web::routes());
     if o.seed && db.get::<Category>("electronics")?.is_none() {
         seed(&db)?;
         tracing::info!(data = %o.data, "seeded a demo catalog (10 categories, 300 products)");
@@ -154,9 +146,14 @@ async fn main() -> harper::Result<()> {
     println!("  curl 'http://{addr}/Product/?categoryId=electronics&inStock=true&limit=20'");
     println!("  curl 'http://{addr}/Product/?price=lt=100&inStock=true&sort=name'");
     println!(
-        "  curl -X POST http://{addr}/CartItem/ -H 'content-type: application/json' -d '{{\"productId\":\"prod-00001\",\"sessionId\":\"s1\",\"quantity\":2}}'"
+        "  curl -X POST http://{addr}/auth/session    # a cart session: its accessToken is the Bearer below"
     );
-    println!("  curl -X POST http://{addr}/Cart/s1/checkout");
+    println!(
+        "  curl -X POST http://{addr}/CartItem/ -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"productId\":\"prod-00001\",\"quantity\":2}}'"
+    );
+    println!(
+        "  curl -X POST http://{addr}/Cart/$SESSION/checkout -H \"authorization: Bearer $TOKEN\""
+    );
     println!("  curl http://{addr}/openapi");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -1,10 +1,12 @@
 //! The seed's storefront tables, exactly as its `schema.graphql` declares them:
-//! attribute names, types, indexes and relationships.
+//! attribute names, types, indexes and relationships. Beyond the seed, who may do what:
+//! the catalog is public to read and written by admins; a cart item is seen and changed
+//! only by the session that owns it (`shop::cart_owner`) and by admins.
 
 use harper::prelude::*;
 
 #[table]
-#[export]
+#[export(read = "public", write = "admin")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Product {
     #[primary_key]
@@ -27,7 +29,7 @@ pub struct Product {
 }
 
 #[table]
-#[export]
+#[export(read = "public", write = "admin")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Category {
     #[primary_key]
@@ -40,7 +42,7 @@ pub struct Category {
 }
 
 #[table]
-#[export]
+#[export(read = "owner", write = "owner", delete = "owner")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CartItem {
     #[primary_key]

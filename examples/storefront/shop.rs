@@ -188,6 +188,11 @@ pub fn add_in(tx: &mut WriteTx, request: &AddToCart) -> Result<Added, ShopError>
     Ok(Added { item, merged: true })
 }
 
+/// Who owns a cart item: the session (guest or user) it belongs to.
+pub fn cart_owner(item: &CartItem, who: &Principal) -> bool {
+    who.id() == Some(item.session_id.as_str())
+}
+
 /// The stock rule for a cart item written directly (REST `PUT`/`PATCH`/`POST`, GraphQL
 /// mutations), registered with `App::validate::<CartItem>(shop::cart_item_rule)`: a positive
 /// quantity, a non-empty session, an existing product, and no more than the product's stock

@@ -56,6 +56,19 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // Small files, changed with every build: always revalidate.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // The page loads only its own script and style; product images may live elsewhere.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data: https:; script-src 'self'; \
+             style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 

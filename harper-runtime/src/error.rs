@@ -41,6 +41,13 @@ pub enum Error {
     /// A validator registered for the table refused the write (see [`crate::hooks`]).
     #[error("{0}")]
     Rejected(crate::hooks::Rejection),
+    /// The caller may not do this (see [`crate::auth`]): 401 when it sent no valid
+    /// credentials, 403 when it did.
+    #[error("{message}")]
+    Denied {
+        authenticated: bool,
+        message: String,
+    },
     /// The data directory holds a schema this code cannot safely use.
     #[error("schema change refused for {table}.{field}: {message}")]
     IncompatibleSchema {

@@ -25,6 +25,7 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ErrorExtensions, Name, Value as GqlValue};
 use serde_json::{Map, Value};
 
+use crate::auth::{Access, Auth, Caller};
 use crate::error::Error;
 use crate::query::{Condition, Filter, Op, Operand, Query, parse_query};
 use crate::realtime::Target;
@@ -65,6 +66,8 @@ impl RequestStats {
 pub struct GraphQl {
     pub schema: Schema,
     db: Database,
+    /// Who a request acts for (its credentials).
+    pub auth: Auth,
     tables: Arc<HashMap<&'static str, &'static TableDef>>,
     /// Parsed documents by query text: clients repeat a few queries, and parsing is a third
     /// of the cost of a small request.
@@ -80,6 +83,7 @@ impl GraphQl {
     /// Builds the schema of the exported tables among `tables`; `None` when none is exported.
     pub fn build(
         db: Database,
+        auth: Auth,
         tables: &[&'static TableDef],
     ) -> Option<Result<GraphQl, SchemaError>> {
         let exported: Vec<&'static TableDef> = tables
@@ -93,6 +97,7 @@ impl GraphQl {
         Some(build_schema(db.clone(), &exported).map(|schema| GraphQl {
             schema,
             db,
+            auth,
             tables: Arc::new(exported.iter().map(|d| (d.name, *d)).collect()),
             documents: Arc::new(Mutex::new(HashMap::new())),
         }))
@@ -102,6 +107,7 @@ impl GraphQl {
     pub fn prepare(
         &self,
         mut request: async_graphql::Request,
+        caller: Caller,
     ) -> (async_graphql::Request, Arc<RequestStats>) {
         if request.query.len() <= CACHED_QUERY_BYTES {
             let cached = self
@@ -133,7 +139,7 @@ impl GraphQl {
             },
             tokio::spawn,
         );
-        (request.data(loader).data(stats.clone()), stats)
+        (request.data(loader).data(stats.clone()).data(caller), stats)
     }
 }
 
@@ -296,7 +302,8 @@ fn query_field(db: Database, def: &'static TableDef) -> Field {
             let result: async_graphql::Result<Option<FieldValue>> = async {
                 let query = args_query(def, &ctx)?;
                 let stats = ctx.data::<Arc<RequestStats>>().ok().cloned();
-                let rows = run_query(&db, def, query).await?;
+                let access = read_access(&ctx, def)?;
+                let rows = run_query(&db, def, query, access).await?;
                 if let Some(s) = stats {
                     s.add(rows.len());
                 }
@@ -362,11 +369,8 @@ fn mutation_fields(db: Database, def: &'static TableDef) -> Vec<Field> {
                         }
                         let record = Record::from_object(def, object).map_err(error)?;
                         let row = record_row(&record);
-                        write(&db, move |tx| {
-                            tx.check(&record)?;
-                            tx.insert_record(record)
-                        })
-                        .await?;
+                        let caller = caller(&ctx)?;
+                        write(&db, move |tx| tx.insert_checked(&caller, record)).await?;
                         Ok(Some(FieldValue::owned_any(row)))
                     }
                     .await;
@@ -403,11 +407,8 @@ fn mutation_fields(db: Database, def: &'static TableDef) -> Vec<Field> {
                         object.insert(pk.to_owned(), key);
                         let record = Record::from_object(def, object).map_err(error)?;
                         let row = record_row(&record);
-                        write(&db, move |tx| {
-                            tx.check(&record)?;
-                            tx.put_record(record)
-                        })
-                        .await?;
+                        let caller = caller(&ctx)?;
+                        write(&db, move |tx| tx.put_checked(&caller, record)).await?;
                         Ok(Some(FieldValue::owned_any(row)))
                     }
                     .await;
@@ -439,13 +440,10 @@ fn mutation_fields(db: Database, def: &'static TableDef) -> Vec<Field> {
                             ));
                         }
                         let atom = json_atom(&key);
-                        let record = write(&db, move |tx| {
-                            let record = tx.merged(def, atom, object)?;
-                            tx.check(&record)?;
-                            tx.put_record(record.clone())?;
-                            Ok(record)
-                        })
-                        .await?;
+                        let caller = caller(&ctx)?;
+                        let record =
+                            write(&db, move |tx| tx.patch_checked(&caller, def, atom, object))
+                                .await?;
                         Ok(Some(FieldValue::owned_any(record_row(&record))))
                     }
                     .await;
@@ -468,7 +466,9 @@ fn mutation_fields(db: Database, def: &'static TableDef) -> Vec<Field> {
             FieldFuture::new(async move {
                 let result: async_graphql::Result<Option<FieldValue>> = async {
                     let atom = json_atom(&key_arg(&ctx, "id")?);
-                    let existed = write(&db, move |tx| tx.delete_key(def, atom)).await?;
+                    let caller = caller(&ctx)?;
+                    let existed =
+                        write(&db, move |tx| tx.delete_checked(&caller, def, atom)).await?;
                     Ok(Some(FieldValue::value(existed)))
                 }
                 .await;
@@ -500,17 +500,35 @@ fn subscription_field(db: Database, def: &'static TableDef) -> SubscriptionField
                 Some(v) => Target::Record(json_atom(&accessor_json(&v))),
                 None => Target::Collection(args_query(def, &ctx)?.filter),
             };
+            let caller = caller(&ctx)?;
+            let read = def
+                .export
+                .map_or(crate::schema::Access::DEFAULT, |e| e.access)
+                .read;
+            let access = caller.access(def, "subscribe to", &read).map_err(error)?;
             let sub = db.subscribe_to(def, target, since).map_err(error)?;
-            let stream = futures::stream::unfold(Some(sub), move |state| async move {
-                let mut sub = state?;
-                match sub.next().await {
-                    Ok(m) => match serde_json::from_slice::<Map<String, Value>>(&m.data) {
-                        Ok(map) => Some((Ok(FieldValue::owned_any(Event(map))), Some(sub))),
-                        Err(e) => Some((Err(gql_error(&e.to_string(), "internal")), None)),
-                    },
-                    Err(e) => Some((Err(error(e)), None)),
-                }
-            });
+            let feed = crate::http::realtime::Feed::new(sub, access);
+            let stream = futures::stream::unfold(
+                (Some(feed), std::collections::VecDeque::new()),
+                move |(state, mut pending)| async move {
+                    let mut feed = state?;
+                    if pending.is_empty() {
+                        match feed.next().await {
+                            Ok(batch) => pending.extend(batch),
+                            Err(e) => return Some((Err(error(e)), (None, pending))),
+                        }
+                    }
+                    let m: crate::realtime::Message = pending.pop_front()?;
+                    match serde_json::from_slice::<Map<String, Value>>(&m.data) {
+                        Ok(map) => {
+                            Some((Ok(FieldValue::owned_any(Event(map))), (Some(feed), pending)))
+                        }
+                        Err(e) => {
+                            Some((Err(gql_error(&e.to_string(), "internal")), (None, pending)))
+                        }
+                    }
+                },
+            );
             Ok(stream)
         })
     });
@@ -600,7 +618,29 @@ async fn run_query(
     db: &Database,
     def: &'static TableDef,
     query: Query,
+    access: Access,
 ) -> async_graphql::Result<Vec<Row>> {
+    if let Access::Owned(check) = access {
+        // Only the caller's own records count, so offset and limit apply after the check.
+        let unbounded = Query {
+            limit: None,
+            offset: 0,
+            ..query.clone()
+        };
+        let db = db.clone();
+        let rows =
+            tokio::task::spawn_blocking(move || db.read(|tx| tx.query_stored(def, &unbounded)))
+                .await
+                .map_err(|e| error(Error::Io(std::io::Error::other(e.to_string()))))?
+                .map_err(error)?;
+        return rows
+            .iter()
+            .filter(|r| check.owns(r.json()))
+            .skip(query.offset)
+            .take(query.limit.unwrap_or(usize::MAX))
+            .map(stored_row)
+            .collect();
+    }
     // A lookup by primary key alone is a point read.
     if let (Some(Filter::Condition(c)), true) = (&query.filter, query.sort.is_empty())
         && c.op == Op::Eq
@@ -678,6 +718,12 @@ async fn resolve_relationship<'a>(
         return Ok(None);
     };
     let loader = ctx.data::<DataLoader<RelLoader>>()?;
+    // Related records are read under the target table's own permission.
+    let access = read_access(ctx, (rel.target)())?;
+    let visible = move |r: &Row| match &access {
+        Access::All => true,
+        Access::Owned(check) => serde_json::to_vec(&*r.0).is_ok_and(|json| check.owns(&json)),
+    };
     match rel.kind {
         RelationshipKind::From { field } => {
             let Some(f) = local_field(def, field) else {
@@ -700,7 +746,8 @@ async fn resolve_relationship<'a>(
             let rows = keys
                 .iter()
                 .filter_map(|k| found.get(k))
-                .flat_map(|rows| rows.iter().cloned());
+                .flat_map(|rows| rows.iter().cloned())
+                .filter(|r| visible(r));
             if f.ty.list {
                 Ok(Some(FieldValue::list(rows.map(FieldValue::owned_any))))
             } else {
@@ -720,7 +767,9 @@ async fn resolve_relationship<'a>(
                 .await?
                 .unwrap_or_default();
             Ok(Some(FieldValue::list(
-                rows.into_iter().map(FieldValue::owned_any),
+                rows.into_iter()
+                    .filter(|r| visible(r))
+                    .map(FieldValue::owned_any),
             )))
         }
     }
@@ -860,6 +909,22 @@ fn reported<'a>(
     }
 }
 
+/// The caller of the request (set by `GraphQl::prepare`).
+fn caller(ctx: &ResolverContext) -> async_graphql::Result<Caller> {
+    ctx.data::<Caller>()
+        .cloned()
+        .map_err(|_| gql_error("the request carries no caller", "internal"))
+}
+
+/// What the caller may read of `def`: an error (`unauthorized` / `forbidden`) when nothing.
+fn read_access(ctx: &ResolverContext, def: &'static TableDef) -> async_graphql::Result<Access> {
+    let read = def
+        .export
+        .map_or(crate::schema::Access::DEFAULT, |e| e.access)
+        .read;
+    caller(ctx)?.access(def, "read", &read).map_err(error)
+}
+
 fn gql_error(message: &str, code: &'static str) -> async_graphql::Error {
     async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
 }
@@ -874,6 +939,11 @@ fn error(e: Error) -> async_graphql::Error {
         Error::UnknownAttribute { .. } => "unknown_attribute",
         Error::UnknownTable(_) | Error::NotFound { .. } => "not_found",
         Error::Conflict(_) => "conflict",
+        Error::Denied {
+            authenticated: false,
+            ..
+        } => "unauthorized",
+        Error::Denied { .. } => "forbidden",
         other => {
             tracing::error!(error = %other, "GraphQL request failed");
             return gql_error(

@@ -17,10 +17,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
+use serde_json::{Map, Value};
+
+use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::query::Query;
 use crate::record::Record;
 use crate::schema::{Table, TableDef};
-use crate::storage::WriteTx;
+use crate::storage::key::Atom;
+use crate::storage::{Reader, WriteTx};
 
 /// Why a validator refused a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,5 +105,82 @@ impl WriteTx<'_> {
             validator(self, rec)?;
         }
         Ok(())
+    }
+}
+
+/// The write path of requests from outside (REST, GraphQL): the caller's permission (table
+/// rule and, for `owner` rules, the stored and the new record), then the table's validators,
+/// then the write, all in one transaction.
+impl WriteTx<'_> {
+    fn stored_json(&self, def: &'static TableDef, key: Atom) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_stored(def, key)?.map(|r| r.json().to_vec()))
+    }
+
+    /// Creates or replaces `rec` for `caller`; whether it replaced a record.
+    pub fn put_checked(&mut self, caller: &Caller, rec: Record) -> Result<bool> {
+        let old = self.stored_json(rec.def, rec.key_atom()?)?;
+        caller.check_write(rec.def, old.as_deref(), Some(&rec.to_json_bytes()))?;
+        self.check(&rec)?;
+        self.put_record(rec)
+    }
+
+    /// Creates `rec` for `caller`; [`Error::Conflict`] when its key is taken.
+    pub fn insert_checked(&mut self, caller: &Caller, rec: Record) -> Result<()> {
+        caller.check_write(rec.def, None, Some(&rec.to_json_bytes()))?;
+        self.check(&rec)?;
+        self.insert_record(rec)
+    }
+
+    /// Merges `patch` into the record at `key` for `caller`; the merged record.
+    pub fn patch_checked(
+        &mut self,
+        caller: &Caller,
+        def: &'static TableDef,
+        key: Atom,
+        patch: Map<String, Value>,
+    ) -> Result<Record> {
+        let old = self.stored_json(def, key.clone())?;
+        let rec = self.merged(def, key, patch)?;
+        caller.check_write(def, old.as_deref(), Some(&rec.to_json_bytes()))?;
+        self.check(&rec)?;
+        self.put_record(rec.clone())?;
+        Ok(rec)
+    }
+
+    /// Deletes the record at `key` for `caller`; whether it existed.
+    pub fn delete_checked(
+        &mut self,
+        caller: &Caller,
+        def: &'static TableDef,
+        key: Atom,
+    ) -> Result<bool> {
+        match self.stored_json(def, key.clone())? {
+            Some(old) => {
+                caller.check_write(def, Some(&old), None)?;
+                self.delete_key(def, key)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes every match of `query` for `caller`: all of them or, when one is not the
+    /// caller's to delete, none. The number deleted.
+    pub fn delete_where_checked(
+        &mut self,
+        caller: &Caller,
+        def: &'static TableDef,
+        query: &Query,
+    ) -> Result<usize> {
+        let rows = self.query_stored(def, query)?;
+        for row in &rows {
+            caller.check_write(def, Some(row.json()), None)?;
+        }
+        let mut n = 0;
+        for row in rows {
+            if self.delete_key(def, row.key()?)? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

@@ -1,6 +1,7 @@
 //! The harper runtime: storage over fjall, the query engine, and (later) the HTTP server.
 //! Users depend on the `harper` facade crate, which re-exports this one.
 
+pub mod auth;
 pub mod error;
 pub mod graphql;
 pub mod hooks;
@@ -13,6 +14,7 @@ pub mod server;
 pub mod storage;
 pub mod types;
 
+pub use auth::{Auth, AuthConfig, Principal};
 pub use error::{Error, Result};
 pub use hooks::Rejection;
 pub use query::{Query, QueryStats, attr};
@@ -28,6 +30,7 @@ pub use types::{Id, Link, Links};
 
 /// The names most table modules use.
 pub mod prelude {
+    pub use crate::auth::Principal;
     pub use crate::query::{Filter, Query, attr};
     pub use crate::schema::Table;
     pub use crate::server::App;

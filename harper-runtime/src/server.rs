@@ -19,6 +19,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
+use crate::auth::{Auth, AuthConfig, Principal};
 use crate::error::{Error, Result};
 use crate::http;
 use crate::schema::{Table, TableDef};
@@ -37,11 +38,19 @@ pub struct App {
     realtime: http::RealtimeConfig,
     shutdown: (watch::Sender<bool>, watch::Receiver<bool>),
     error: Option<Error>,
+    /// The credential store; `Err` holds why it could not be opened (reported by `bind`).
+    auth: std::result::Result<Auth, String>,
+    cors: Option<http::Cors>,
+    bootstrap_admin: bool,
 }
 
 impl App {
     pub fn new(db: Database) -> App {
+        let auth = Auth::open(&db, AuthConfig::default()).map_err(|e| e.to_string());
         App {
+            auth,
+            cors: None,
+            bootstrap_admin: true,
             db,
             tables: Vec::new(),
             routes: Vec::new(),
@@ -92,6 +101,54 @@ impl App {
         self
     }
 
+    /// Registers the owner rule of `T`: which records a caller owns, for tables whose
+    /// `#[export]` permissions name `owner` (`write = "owner"`). Applied to the stored record
+    /// and to the record a write would store, so a caller can neither touch another's record
+    /// nor hand its own over.
+    ///
+    /// ```ignore
+    /// App::new(db).table::<CartItem>()
+    ///     .owner::<CartItem>(|item, who| who.id() == Some(item.session_id.as_str()))
+    /// ```
+    pub fn owner<T: Table>(
+        self,
+        rule: impl Fn(&T, &Principal) -> bool + Send + Sync + 'static,
+    ) -> App {
+        if let Ok(auth) = &self.auth {
+            auth.owner::<T>(rule);
+        }
+        self
+    }
+
+    /// Token lifetimes and sign-in rate limits.
+    pub fn auth_config(self, config: AuthConfig) -> App {
+        if let Ok(auth) = &self.auth {
+            auth.set_config(config);
+        }
+        self
+    }
+
+    /// The users, tokens and checks, for custom routes (`Auth::authenticate`) and for
+    /// creating users from code.
+    pub fn auth(&self) -> Result<Auth> {
+        self.auth
+            .clone()
+            .map_err(|e| Error::Io(std::io::Error::other(format!("credential store: {e}"))))
+    }
+
+    /// Whether `bind` creates an admin at first start (no users yet) from `HARPER_ADMIN`
+    /// (`user:password`), or with a generated password printed once to stderr (default true).
+    pub fn bootstrap_admin(mut self, enabled: bool) -> App {
+        self.bootstrap_admin = enabled;
+        self
+    }
+
+    /// Cross-origin requests from browsers (off by default: no CORS headers at all).
+    pub fn cors(mut self, cors: http::Cors) -> App {
+        self.cors = Some(cors);
+        self
+    }
+
     /// Whether `/graphql` serves the exported tables (default true).
     pub fn graphql(mut self, enabled: bool) -> App {
         self.graphql = enabled;
@@ -117,16 +174,18 @@ impl App {
 
     /// The complete filter: `/health` and `/metrics`, custom routes, then `/graphql`, then
     /// the REST API.
-    pub fn filter(&self) -> BoxedFilter<(Response,)> {
+    pub fn filter(&self) -> Result<BoxedFilter<(Response,)>> {
+        let auth = self.auth()?;
         let rest = http::rest_api(
             self.db.clone(),
+            auth.clone(),
             &self.tables,
             self.body_limit,
             self.realtime.clone(),
             self.shutdown.1.clone(),
         );
         let gql = if self.graphql {
-            crate::graphql::GraphQl::build(self.db.clone(), &self.tables)
+            crate::graphql::GraphQl::build(self.db.clone(), auth.clone(), &self.tables)
         } else {
             None
         };
@@ -152,18 +211,57 @@ impl App {
             Some(custom) => custom.or(api).unify().boxed(),
             None => api,
         };
-        let counts = std::sync::Arc::new(http::ops::ResponseCounts::default());
-        let ops = http::ops::filter(self.db.clone(), counts.clone());
-        connect_refused()
-            .or(ops)
-            .unify()
+        let all = http::auth::filter(auth, self.body_limit)
             .or(all)
             .unify()
-            .map(move |r: Response| {
-                counts.record(r.status());
-                r
-            })
-            .boxed()
+            .boxed();
+        let counts = std::sync::Arc::new(http::ops::ResponseCounts::default());
+        let ops = http::ops::filter(self.db.clone(), counts.clone());
+        let served = connect_refused().or(ops).unify().or(all).unify().boxed();
+        let served = http::ops::instrument(counts, served);
+        Ok(http::security_headers(http::cors(
+            self.cors.clone(),
+            served,
+        )))
+    }
+
+    /// Checks what only start-up can: every table whose permissions name `owner` has an
+    /// owner rule; creates the first admin.
+    fn prepare(&self) -> Result<()> {
+        let auth = self.auth()?;
+        for def in &self.tables {
+            let Some(export) = def.export else { continue };
+            let a = export.access;
+            let owner = [a.read, a.create, a.update, a.delete]
+                .iter()
+                .any(|r| r.owner);
+            if owner && !auth.has_owner_rule(def) {
+                return Err(Error::InvalidRecord {
+                    table: def.name,
+                    field: None,
+                    message: format!(
+                        "its #[export] permissions name `owner`, but no owner rule is registered: \
+                         call App::owner::<{}>(..)",
+                        def.name
+                    ),
+                });
+            }
+        }
+        if self.bootstrap_admin {
+            let spec = std::env::var("HARPER_ADMIN").ok();
+            if let Some((name, password)) = auth.bootstrap_admin(spec.as_deref())? {
+                if spec.is_some() {
+                    tracing::info!(user = %name, "created the first admin from HARPER_ADMIN");
+                } else {
+                    // Shown once, on the terminal only: it is not stored anywhere readable.
+                    eprintln!(
+                        "harper: created the first admin user `{name}` with password `{password}` \
+                         (shown once; set HARPER_ADMIN=user:password to choose it)"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Binds `addr` (port 0 picks a free port) and starts serving in the background.
@@ -171,6 +269,8 @@ impl App {
         if let Some(e) = self.error {
             return Err(e);
         }
+        self.prepare()?;
+        let filter = self.filter()?;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),
@@ -178,7 +278,6 @@ impl App {
             ))
         })?;
         let local = listener.local_addr()?;
-        let filter = self.filter();
         let subscriptions = self.shutdown.0;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

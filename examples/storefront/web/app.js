@@ -34,18 +34,25 @@
     live: 'connecting',
   };
 
-  const sessionId = (() => {
-    const key = 'harper-storefront.sessionId';
-    let id = null;
-    try { id = localStorage.getItem(key); } catch (_) { /* storage disabled */ }
-    if (!id) {
-      const bytes = new Uint8Array(12);
-      crypto.getRandomValues(bytes);
-      id = 's-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-      try { localStorage.setItem(key, id); } catch (_) { /* a session per page load then */ }
+  // The cart belongs to a guest session the server hands out (POST /auth/session). Its
+  // access token stays in memory and goes out as a Bearer header on every call; the
+  // server also keeps an HttpOnly refresh cookie, so a reload resumes the same session.
+  let sessionId = null;
+  let accessToken = null;
+
+  async function startSession() {
+    try {
+      const res = await fetch('/auth/session', { method: 'POST', headers: { accept: 'application/json' } });
+      if (!res.ok) return false;
+      const data = await res.json();
+      accessToken = data.accessToken;
+      sessionId = data.principal && data.principal.id;
+      document.body.dataset.session = sessionId || '';
+      return Boolean(accessToken && sessionId);
+    } catch (_) {
+      return false;
     }
-    return id;
-  })();
+  }
 
   // ---- small helpers ---------------------------------------------------------------
 
@@ -61,8 +68,9 @@
     return el;
   }
 
-  async function api(method, path, body) {
+  async function api(method, path, body, retried) {
     const init = { method, headers: { accept: 'application/json' } };
+    if (accessToken) init.headers.authorization = 'Bearer ' + accessToken;
     if (body !== undefined) {
       init.headers['content-type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -72,6 +80,10 @@
       res = await fetch(path, init);
     } catch (e) {
       return { ok: false, status: 0, data: { message: 'The server cannot be reached.' } };
+    }
+    // An expired access token: resume the session (same cart) and try once more.
+    if (res.status === 401 && !retried && await startSession()) {
+      return api(method, path, body, true);
     }
     const text = await res.text();
     let data = null;
@@ -353,6 +365,7 @@
   // ---- cart ------------------------------------------------------------------------
 
   async function loadCart() {
+    if (!sessionId) return;
     const q = `/CartItem/?sessionId=${enc(sessionId)}&select(id,productId,quantity,addedAt,product{name,price,imageUrl,categoryId})`;
     const r = await api('GET', q);
     if (!r.ok || !Array.isArray(r.data)) {
@@ -489,10 +502,12 @@
     document.addEventListener('keydown', (e) => { if (e.key === 'Escape') openCart(false); });
     $('checkout').addEventListener('click', checkout);
 
-    document.body.dataset.session = sessionId;
     loadCategories();
     loadProducts(true);
-    loadCart();
+    startSession().then((ok) => {
+      if (ok) loadCart();
+      else toast('No shopping session could be started; the cart is unavailable.', true);
+    });
   }
 
   init();

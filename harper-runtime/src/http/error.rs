@@ -13,6 +13,8 @@ pub struct ApiError {
     pub message: String,
     /// For 405: the methods the resource allows.
     pub allow: Option<&'static str>,
+    /// For 429: seconds until another attempt may succeed.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             kind,
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl ApiError {
             kind: "method_not_allowed",
             message: format!("{method} is not allowed on {what}; allowed: {allow}"),
             allow: Some(allow),
+            retry_after: None,
         }
     }
 
@@ -53,6 +57,15 @@ impl ApiError {
         );
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"harper\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -76,6 +89,11 @@ impl From<Error> for ApiError {
             }
             Error::UnknownTable(_) | Error::NotFound { .. } => ApiError::not_found(message),
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            Error::Denied {
+                authenticated: false,
+                ..
+            } => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
+            Error::Denied { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             Error::Rejected(r) => ApiError::new(
                 if r.conflict {
                     StatusCode::CONFLICT

@@ -34,35 +34,65 @@ pub fn filter(
         let gql = gql.clone();
         base.and(warp::ws())
             .and(warp::header::optional::<String>("sec-websocket-protocol"))
-            .map(move |ws: warp::ws::Ws, protocols: Option<String>| {
-                let protocol = protocols
-                    .as_deref()
-                    .unwrap_or("")
-                    .split(',')
-                    .find_map(|p| p.trim().parse::<Protocols>().ok())
-                    .unwrap_or(Protocols::GraphQLWS);
-                let gql = gql.clone();
-                let shutdown = shutdown.clone();
-                let reply = ws
-                    .max_message_size(1 << 20)
-                    .on_upgrade(move |socket| serve_socket(gql, socket, protocol, shutdown));
-                let mut r = warp::reply::Reply::into_response(reply);
-                r.headers_mut().insert(
-                    "sec-websocket-protocol",
-                    HeaderValue::from_static(protocol.sec_websocket_protocol()),
-                );
-                r
-            })
+            .and(warp::header::headers_cloned())
+            .and(warp::addr::remote())
+            .map(
+                move |ws: warp::ws::Ws,
+                      protocols: Option<String>,
+                      headers: HeaderMap,
+                      peer: Option<std::net::SocketAddr>| {
+                    let protocol = protocols
+                        .as_deref()
+                        .unwrap_or("")
+                        .split(',')
+                        .find_map(|p| p.trim().parse::<Protocols>().ok())
+                        .unwrap_or(Protocols::GraphQLWS);
+                    let gql = gql.clone();
+                    let shutdown = shutdown.clone();
+                    let reply = ws.max_message_size(1 << 20).on_upgrade(move |socket| {
+                        serve_socket(
+                            gql,
+                            socket,
+                            protocol,
+                            shutdown,
+                            headers,
+                            peer.map(|p| p.ip()),
+                        )
+                    });
+                    let mut r = warp::reply::Reply::into_response(reply);
+                    r.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        HeaderValue::from_static(protocol.sec_websocket_protocol()),
+                    );
+                    r
+                },
+            )
     };
     let http = base
         .and(warp::method())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and(warp::body::stream())
         .then(
-            move |method: Method, query: String, headers: HeaderMap, body| {
+            move |method: Method,
+                  query: String,
+                  headers: HeaderMap,
+                  peer: Option<std::net::SocketAddr>,
+                  body| {
                 let gql = gql.clone();
-                async move { handle(gql, method, query, headers, Box::pin(body), body_limit).await }
+                async move {
+                    handle(
+                        gql,
+                        method,
+                        query,
+                        headers,
+                        peer.map(|p| p.ip()),
+                        Box::pin(body),
+                        body_limit,
+                    )
+                    .await
+                }
             },
         );
     ws.or(http).unify().boxed()
@@ -73,6 +103,7 @@ async fn handle<S, B>(
     method: Method,
     query: String,
     headers: HeaderMap,
+    peer: Option<std::net::IpAddr>,
     body: S,
     body_limit: usize,
 ) -> Response
@@ -128,7 +159,26 @@ where
             return r;
         }
     };
-    let (mut request, stats) = gql.prepare(request);
+    let who = match gql.auth.authenticate(&headers, &method, peer).await {
+        Ok(who) => who,
+        Err(f) => {
+            let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            let mut r = error_response(status, &f.message);
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"harper\""),
+                );
+            }
+            if let Some(secs) = f.retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            return r;
+        }
+    };
+    let caller = gql.auth.caller(who);
+    let (mut request, stats) = gql.prepare(request, caller);
     if method == Method::GET && is_mutation(&mut request) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -237,8 +287,19 @@ async fn serve_socket(
     socket: WebSocket,
     protocol: Protocols,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    headers: HeaderMap,
+    peer: Option<std::net::IpAddr>,
 ) {
     let (mut sink, stream) = socket.split();
+    // Credentials are those of the upgrade request (Authorization or the token cookie).
+    let caller = match gql.auth.authenticate(&headers, &Method::GET, peer).await {
+        Ok(who) => gql.auth.caller(who),
+        Err(f) => {
+            let _ = sink.send(Message::close_with(4401u16, f.message)).await;
+            let _ = sink.close().await;
+            return;
+        }
+    };
     let incoming = stream
         .take_while(|m| futures::future::ready(matches!(m, Ok(m) if !m.is_close())))
         .filter_map(|m| {
@@ -247,7 +308,7 @@ async fn serve_socket(
                 _ => None,
             })
         });
-    let executor = PreparingExecutor { gql };
+    let executor = PreparingExecutor { gql, caller };
     let mut outgoing = GqlSocket::new(executor, incoming, protocol)
         .keepalive_timeout(Duration::from_secs(60))
         .boxed();
@@ -291,11 +352,12 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 #[derive(Clone)]
 struct PreparingExecutor {
     gql: GraphQl,
+    caller: crate::auth::Caller,
 }
 
 impl async_graphql::Executor for PreparingExecutor {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        let (request, _) = self.gql.prepare(request);
+        let (request, _) = self.gql.prepare(request, self.caller.clone());
         self.gql.schema.execute(request).await
     }
 
@@ -304,7 +366,7 @@ impl async_graphql::Executor for PreparingExecutor {
         request: async_graphql::Request,
         session_data: Option<std::sync::Arc<async_graphql::Data>>,
     ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
-        let (request, _) = self.gql.prepare(request);
+        let (request, _) = self.gql.prepare(request, self.caller.clone());
         async_graphql::Executor::execute_stream(&self.gql.schema, request, session_data)
     }
 }

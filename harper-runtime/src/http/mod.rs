@@ -1,12 +1,13 @@
 //! The Harper-compatible REST API over warp. One generic filter serves every exported table
 //! (dispatching on the path by table name), so adding tables adds no filter chains.
 
+pub mod auth;
 mod error;
 pub mod graphql;
 pub mod negotiate;
 pub mod openapi;
 pub mod ops;
-mod realtime;
+pub(crate) mod realtime;
 mod rest;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 10_000_000;
 /// Subscriptions end when `shutdown` becomes true.
 pub fn rest_api(
     db: Database,
+    auth: crate::auth::Auth,
     tables: &[&'static TableDef],
     body_limit: usize,
     realtime: RealtimeConfig,
@@ -64,6 +66,7 @@ pub fn rest_api(
     }
     let state = Arc::new(rest::ApiState {
         db,
+        auth,
         tables: by_name,
         body_limit,
         realtime,
@@ -74,20 +77,167 @@ pub fn rest_api(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and(warp::body::stream())
         .then(
-            move |method, path: warp::path::FullPath, query: String, headers, body| {
+            move |method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers,
+                  peer: Option<std::net::SocketAddr>,
+                  body| {
                 let state = state.clone();
                 let req = rest::Request {
                     method,
                     path: path.as_str().to_owned(),
                     query,
                     headers,
+                    peer: peer.map(|p| p.ip()),
                 };
                 async move { rest::handle(state, req, Box::pin(body)).await }
             },
         );
     ws.or(rest).unify().boxed()
+}
+
+/// Which browser origins may call the API (`App::cors`). Without it, no CORS header is
+/// sent and browsers keep other origins out.
+#[derive(Clone, Debug, Default)]
+pub struct Cors {
+    origins: Vec<String>,
+    any: bool,
+    credentials: bool,
+    max_age: u64,
+}
+
+impl Cors {
+    /// Exactly these origins (`https://shop.example`).
+    pub fn allow_origins<I: IntoIterator<Item = S>, S: Into<String>>(origins: I) -> Cors {
+        Cors {
+            origins: origins.into_iter().map(Into::into).collect(),
+            max_age: 600,
+            ..Cors::default()
+        }
+    }
+
+    /// Any origin, without credentials (browsers refuse `*` with credentials).
+    pub fn allow_any_origin() -> Cors {
+        Cors {
+            any: true,
+            max_age: 600,
+            ..Cors::default()
+        }
+    }
+
+    /// Whether browsers may send cookies and Authorization to the listed origins.
+    pub fn allow_credentials(mut self, yes: bool) -> Cors {
+        self.credentials = yes && !self.any;
+        self
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        self.any || self.origins.iter().any(|o| o == origin)
+    }
+
+    fn decorate(&self, origin: &str, headers: &mut warp::http::HeaderMap) {
+        use warp::http::{HeaderValue, header};
+        let value = if self.any {
+            HeaderValue::from_static("*")
+        } else {
+            match HeaderValue::from_str(origin) {
+                Ok(v) => v,
+                Err(_) => return,
+            }
+        };
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("ETag, Location, Retry-After"),
+        );
+        if self.credentials {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+}
+
+/// Answers CORS preflights and adds CORS headers for allowed origins.
+pub(crate) fn cors(
+    config: Option<Cors>,
+    inner: BoxedFilter<(Response,)>,
+) -> BoxedFilter<(Response,)> {
+    use warp::http::{HeaderValue, StatusCode, header};
+    let Some(config) = config else {
+        return inner;
+    };
+    let config = Arc::new(config);
+    let pre = config.clone();
+    let preflight = warp::options()
+        .and(warp::header::optional::<String>("origin"))
+        .and(warp::header::optional::<String>(
+            "access-control-request-method",
+        ))
+        .and_then(move |origin: Option<String>, method: Option<String>| {
+            let config = pre.clone();
+            async move {
+                let (Some(origin), Some(_)) = (origin, method) else {
+                    return Err(warp::reject::not_found());
+                };
+                let mut r = Response::new(Vec::new().into());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                if config.allows(&origin) {
+                    let h = r.headers_mut();
+                    config.decorate(&origin, h);
+                    h.insert(
+                        header::ACCESS_CONTROL_ALLOW_METHODS,
+                        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                    );
+                    h.insert(
+                        header::ACCESS_CONTROL_ALLOW_HEADERS,
+                        HeaderValue::from_static(
+                            "Authorization, Content-Type, Accept, If-None-Match, Last-Event-ID",
+                        ),
+                    );
+                    h.insert(
+                        header::ACCESS_CONTROL_MAX_AGE,
+                        HeaderValue::from(config.max_age),
+                    );
+                }
+                Ok::<_, warp::Rejection>(r)
+            }
+        });
+    let simple = warp::header::optional::<String>("origin").and(inner).map(
+        move |origin: Option<String>, mut r: Response| {
+            if let Some(origin) = origin
+                && config.allows(&origin)
+            {
+                config.decorate(&origin, r.headers_mut());
+            }
+            r
+        },
+    );
+    preflight.or(simple).unify().boxed()
+}
+
+/// Headers every response carries: no MIME sniffing, no framing by other sites, no referrer
+/// leaking URLs (which may hold ids) to other origins.
+pub(crate) fn security_headers(inner: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
+    use warp::http::{HeaderValue, header};
+    inner
+        .map(|mut r: Response| {
+            let h = r.headers_mut();
+            h.entry(header::X_CONTENT_TYPE_OPTIONS)
+                .or_insert(HeaderValue::from_static("nosniff"));
+            h.entry(header::X_FRAME_OPTIONS)
+                .or_insert(HeaderValue::from_static("DENY"));
+            h.entry(header::REFERRER_POLICY)
+                .or_insert(HeaderValue::from_static("no-referrer"));
+            r
+        })
+        .boxed()
 }
 
 #[cfg(test)]

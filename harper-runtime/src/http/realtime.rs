@@ -25,6 +25,7 @@ use warp::ws::{Message as WsMessage, WebSocket};
 
 use super::error::ApiError;
 use super::rest::{self, ApiState, Target as Path};
+use crate::auth::{Access, Caller, OwnedCheck};
 use crate::realtime::{Message, Subscription, Target};
 use crate::schema::TableDef;
 
@@ -94,11 +95,95 @@ pub(crate) struct Request {
     def: &'static TableDef,
     target: Target,
     since: Option<u64>,
+    /// Set when the caller may see only the records it owns.
+    owned: Option<OwnedCheck>,
+}
+
+/// The subscription of one client, with events of records it may not see taken out.
+pub(crate) struct Feed {
+    sub: Subscription,
+    owned: Option<OwnedFilter>,
+}
+
+impl Feed {
+    pub(crate) fn new(sub: Subscription, access: Access) -> Feed {
+        Feed {
+            sub,
+            owned: match access {
+                Access::All => None,
+                Access::Owned(check) => Some(OwnedFilter {
+                    check,
+                    holding: Default::default(),
+                }),
+            },
+        }
+    }
+
+    /// The next messages (at least one), gathered as [`ready_batch`] does. Cancel-safe.
+    pub(crate) async fn next(&mut self) -> crate::Result<Vec<Message>> {
+        loop {
+            let first = self.sub.next().await?;
+            let batch = ready_batch(&mut self.sub, first);
+            let Some(filter) = &mut self.owned else {
+                return Ok(batch);
+            };
+            let visible: Vec<Message> = batch.into_iter().filter_map(|m| filter.admit(m)).collect();
+            if !visible.is_empty() {
+                return Ok(visible);
+            }
+        }
+    }
+}
+
+/// Passes events of records the caller owns. A record that stops being the caller's is sent
+/// as `unmatched`, and its delete only if the caller had it.
+struct OwnedFilter {
+    check: OwnedCheck,
+    /// Ids (as JSON text) of records the client was sent and still holds.
+    holding: std::collections::HashSet<Box<str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EventView<'a> {
+    #[serde(borrow)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    #[serde(borrow)]
+    value: Option<&'a serde_json::value::RawValue>,
+}
+
+impl OwnedFilter {
+    fn admit(&mut self, m: Message) -> Option<Message> {
+        let Ok(ev) = serde_json::from_slice::<EventView>(&m.data) else {
+            return None;
+        };
+        let Some(id) = ev.id.map(|r| r.get()) else {
+            // Not about one record (resync): everyone gets it.
+            return Some(m);
+        };
+        match (ev.kind, ev.value) {
+            (Some("put"), Some(value)) if self.check.owns(value.get().as_bytes()) => {
+                self.holding.insert(id.into());
+                Some(m)
+            }
+            (Some("put"), _) => self.holding.remove(id).then(|| Message {
+                seq: m.seq,
+                data: Bytes::from(format!(
+                    "{{\"id\":{id},\"type\":\"unmatched\",\"seq\":{}}}",
+                    m.seq
+                )),
+                resume_point: m.resume_point,
+            }),
+            _ => self.holding.remove(id).then_some(m),
+        }
+    }
 }
 
 /// Resolves a path and query into a subscription (4xx errors name what is wrong).
 pub(crate) fn request(
     state: &ApiState,
+    caller: &Caller,
     path: &str,
     raw_query: &str,
     last_event_id: Option<&str>,
@@ -158,13 +243,53 @@ pub(crate) fn request(
             ));
         }
     };
-    Ok(Request { def, target, since })
+    let read = def
+        .export
+        .map_or(crate::schema::Access::DEFAULT, |e| e.access)
+        .read;
+    let owned = match caller.access(def, "subscribe to", &read)? {
+        Access::All => None,
+        Access::Owned(check) => {
+            // A record that exists and is another's: say so now rather than stay silent.
+            if let Target::Record(key) = &target
+                && let Some(row) = state.db.read(|tx| {
+                    use crate::storage::Reader;
+                    tx.get_stored(def, key.clone())
+                })?
+                && !check.owns(row.json())
+            {
+                return Err(crate::auth::denied(
+                    &caller.who,
+                    format!(
+                        "{} may not subscribe to this {} record: it belongs to another owner",
+                        caller.who.describe(),
+                        def.name
+                    ),
+                )
+                .into());
+            }
+            Some(check)
+        }
+    };
+    Ok(Request {
+        def,
+        target,
+        since,
+        owned,
+    })
 }
 
-fn subscribe(state: &ApiState, r: Request) -> Result<Subscription, ApiError> {
-    Ok(state
+fn subscribe(state: &ApiState, r: Request) -> Result<Feed, ApiError> {
+    let sub = state
         .db
-        .subscribe_with(r.def, r.target, r.since, state.realtime.queue)?)
+        .subscribe_with(r.def, r.target, r.since, state.realtime.queue)?;
+    Ok(Feed {
+        sub,
+        owned: r.owned.map(|check| OwnedFilter {
+            check,
+            holding: Default::default(),
+        }),
+    })
 }
 
 /// Appends messages that are already waiting (up to [`COALESCE_BYTES`]).
@@ -210,12 +335,16 @@ fn sse_event(m: &Message, out: &mut Vec<u8>) {
 }
 
 /// The SSE response for a GET with `Accept: text/event-stream`.
-pub(crate) fn sse(state: &Arc<ApiState>, req: &rest::Request) -> Result<Response, ApiError> {
+pub(crate) fn sse(
+    state: &Arc<ApiState>,
+    req: &rest::Request,
+    caller: &Caller,
+) -> Result<Response, ApiError> {
     let last_event_id = req
         .headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok());
-    let r = request(state, &req.path, &req.query, last_event_id)?;
+    let r = request(state, caller, &req.path, &req.query, last_event_id)?;
     if req.method == warp::http::Method::HEAD {
         return Ok(sse_response(Response::new(Vec::new().into())));
     }
@@ -239,9 +368,9 @@ pub(crate) fn sse(state: &Arc<ApiState>, req: &rest::Request) -> Result<Response
             }
             let next = tokio::select! {
                 m = sub.next() => match m {
-                    Ok(m) => {
+                    Ok(batch) => {
                         let mut out = Vec::new();
-                        for m in ready_batch(&mut sub, m) {
+                        for m in batch {
                             sse_event(&m, &mut out);
                         }
                         Next::Chunk(Bytes::from(out))
@@ -293,14 +422,27 @@ fn close_reason(text: &str) -> String {
 }
 
 /// Serves one upgraded WebSocket until either side closes or the server shuts down.
+/// Every refusal (credentials, permission, bad request) is a close frame with the reason,
+/// which browsers can read (they cannot read the status of a refused handshake).
 pub(crate) async fn serve_socket(
     state: Arc<ApiState>,
     socket: WebSocket,
     path: String,
     query: String,
+    headers: warp::http::HeaderMap,
+    peer: Option<std::net::IpAddr>,
 ) {
     let (mut tx, mut rx) = socket.split();
-    let mut sub = match request(&state, &path, &query, None).and_then(|r| subscribe(&state, r)) {
+    let who = state
+        .auth
+        .authenticate(&headers, &warp::http::Method::GET, peer)
+        .await
+        .map_err(ApiError::from);
+    let feed = who.and_then(|who| {
+        let caller = state.auth.caller(who);
+        request(&state, &caller, &path, &query, None).and_then(|r| subscribe(&state, r))
+    });
+    let mut sub = match feed {
         Ok(sub) => sub,
         Err(e) => {
             // 1011 for a path that names nothing (as Harper), 1008 for a bad request.
@@ -342,15 +484,14 @@ pub(crate) async fn serve_socket(
     loop {
         tokio::select! {
             m = sub.next() => {
-                let m = match m {
-                    Ok(m) => m,
+                let batch = match m {
+                    Ok(batch) => batch,
                     Err(e) => {
                         tracing::warn!(error = %e, "subscription failed");
                         let _ = tx.send(WsMessage::close_with(1011u16, close_reason(&e.to_string()))).await;
                         break;
                     }
                 };
-                let batch = ready_batch(&mut sub, m);
                 let write = async {
                     for m in batch {
                         tx.feed(WsMessage::text(String::from_utf8_lossy(&m.data).into_owned())).await?;
@@ -361,7 +502,7 @@ pub(crate) async fn serve_socket(
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break,
                     Err(_) => {
-                        tracing::info!(last_seq = sub.last_seq(), "disconnecting a subscriber that stopped reading");
+                        tracing::info!(last_seq = sub.sub.last_seq(), "disconnecting a subscriber that stopped reading");
                         break;
                     }
                 }
@@ -418,14 +559,20 @@ pub(crate) fn ws_filter(
     warp::ws()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .map(
-            move |ws: warp::ws::Ws, path: warp::path::FullPath, query: String| {
+            move |ws: warp::ws::Ws,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: warp::http::HeaderMap,
+                  peer: Option<std::net::SocketAddr>| {
                 let state = state.clone();
                 let path = path.as_str().to_owned();
-                warp::reply::Reply::into_response(
-                    ws.max_message_size(64 * 1024)
-                        .on_upgrade(move |socket| serve_socket(state, socket, path, query)),
-                )
+                let peer = peer.map(|p| p.ip());
+                warp::reply::Reply::into_response(ws.max_message_size(64 * 1024).on_upgrade(
+                    move |socket| serve_socket(state, socket, path, query, headers, peer),
+                ))
             },
         )
 }

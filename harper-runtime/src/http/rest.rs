@@ -19,6 +19,7 @@ use warp::reply::Response;
 
 use super::error::ApiError;
 use super::negotiate::{self, CollectionEncoder, Format};
+use crate::auth::{Access, Caller};
 use crate::error::Error;
 use crate::query::{self, Query, Select, parse_query};
 use crate::record::{Record, json_kind};
@@ -40,6 +41,7 @@ const TABLE_ALLOW: &str = "GET, HEAD, OPTIONS";
 /// Shared by every request.
 pub struct ApiState {
     pub db: Database,
+    pub auth: crate::auth::Auth,
     /// Exported tables by URL segment.
     pub tables: HashMap<&'static str, &'static TableDef>,
     pub body_limit: usize,
@@ -61,6 +63,7 @@ pub struct Request {
     pub path: String,
     pub query: String,
     pub headers: HeaderMap,
+    pub peer: Option<std::net::IpAddr>,
 }
 
 pub async fn handle<S, B>(state: Arc<ApiState>, req: Request, body: S) -> Response
@@ -104,12 +107,17 @@ where
     B: Buf,
 {
     let target = route(state, &req.path)?;
+    let who = state
+        .auth
+        .authenticate(&req.headers, &req.method, req.peer)
+        .await?;
+    let caller = state.auth.caller(who);
     let m = &req.method;
     if matches!(*m, Method::GET | Method::HEAD)
         && !matches!(target, Target::OpenApi)
         && negotiate::wants_event_stream(header_str(req, header::ACCEPT))
     {
-        return super::realtime::sse(state, req);
+        return super::realtime::sse(state, req, &caller);
     }
     match target {
         Target::OpenApi => match *m {
@@ -136,13 +144,17 @@ where
         },
         Target::Description(def) => match *m {
             Method::GET | Method::HEAD if !req.query.is_empty() => {
-                get_collection(state, def, req).await
+                let access = caller.access(def, "read", &rules(def).read)?;
+                get_collection(state, def, req, access).await
             }
-            Method::GET | Method::HEAD => Ok(json_response(
-                StatusCode::OK,
-                describe(state, def).to_string().into_bytes(),
-                m,
-            )),
+            Method::GET | Method::HEAD => {
+                caller.access(def, "read", &rules(def).read)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    describe(state, def).to_string().into_bytes(),
+                    m,
+                ))
+            }
             Method::OPTIONS => Ok(options(TABLE_ALLOW)),
             _ => Err(ApiError::method_not_allowed(
                 m.as_str(),
@@ -151,9 +163,15 @@ where
             )),
         },
         Target::Collection(def) => match *m {
-            Method::GET | Method::HEAD => get_collection(state, def, req).await,
-            Method::POST => post(state, def, req, body).await,
-            Method::DELETE => delete_matching(state, def, req).await,
+            Method::GET | Method::HEAD => {
+                let access = caller.access(def, "read", &rules(def).read)?;
+                get_collection(state, def, req, access).await
+            }
+            Method::POST => {
+                caller.access(def, "create", &rules(def).create)?;
+                post(state, def, req, body, caller).await
+            }
+            Method::DELETE => delete_matching(state, def, req, caller).await,
             Method::OPTIONS => Ok(options(COLLECTION_ALLOW)),
             _ => Err(ApiError::method_not_allowed(
                 m.as_str(),
@@ -168,10 +186,26 @@ where
         Target::Record(def, raw_id) => {
             let id = decode_id(raw_id)?;
             match *m {
-                Method::GET | Method::HEAD => get_record(state, def, &id, req),
-                Method::PUT => put(state, def, &id, req, body).await,
-                Method::PATCH => patch(state, def, &id, req, body).await,
-                Method::DELETE => delete_record(state, def, &id).await,
+                Method::GET | Method::HEAD => {
+                    let access = caller.access(def, "read", &rules(def).read)?;
+                    get_record(state, def, &id, req, &access, &caller)
+                }
+                Method::PUT => {
+                    // Create or update: refuse early (before reading the body) only when
+                    // neither is granted; the transaction decides which applies.
+                    if caller.access(def, "create", &rules(def).create).is_err() {
+                        caller.access(def, "update", &rules(def).update)?;
+                    }
+                    put(state, def, &id, req, body, caller).await
+                }
+                Method::PATCH => {
+                    caller.access(def, "update", &rules(def).update)?;
+                    patch(state, def, &id, req, body, caller).await
+                }
+                Method::DELETE => {
+                    caller.access(def, "delete", &rules(def).delete)?;
+                    delete_record(state, def, &id, caller).await
+                }
                 Method::OPTIONS => Ok(options(RECORD_ALLOW)),
                 _ => Err(ApiError::method_not_allowed(
                     m.as_str(),
@@ -181,6 +215,12 @@ where
             }
         }
     }
+}
+
+/// The table's permissions (every served table is exported).
+fn rules(def: &TableDef) -> crate::schema::Access {
+    def.export
+        .map_or(crate::schema::Access::DEFAULT, |e| e.access)
 }
 
 fn export(def: &TableDef) -> &'static str {
@@ -267,7 +307,7 @@ fn bytes_response(status: StatusCode, format: Format, body: Vec<u8>, method: &Me
     r
 }
 
-fn empty(status: StatusCode) -> Response {
+pub(crate) fn empty(status: StatusCode) -> Response {
     let mut r = Response::new(Vec::new().into());
     *r.status_mut() = status;
     r
@@ -366,6 +406,8 @@ fn get_record(
     def: &'static TableDef,
     id: &str,
     req: &Request,
+    access: &Access,
+    caller: &Caller,
 ) -> Result<Response, ApiError> {
     let mut format = response_format(req)?;
     let query = if req.query.is_empty() {
@@ -415,6 +457,17 @@ fn get_record(
             }
         }
     };
+    if !access.allows(row.json()) {
+        return Err(crate::auth::denied(
+            &caller.who,
+            format!(
+                "{} may not read this {} record: it belongs to another owner",
+                caller.who.describe(),
+                def.name
+            ),
+        )
+        .into());
+    }
     let tag = etag(row.version());
     if not_modified(req, &tag) {
         return Ok(empty(StatusCode::NOT_MODIFIED));
@@ -506,6 +559,7 @@ async fn get_collection(
     state: &Arc<ApiState>,
     def: &'static TableDef,
     req: &Request,
+    access: Access,
 ) -> Result<Response, ApiError> {
     let format = response_format(req)?;
     let query = parse(def, &req.query)?;
@@ -520,6 +574,9 @@ async fn get_collection(
             Vec::new(),
             &req.method,
         ));
+    }
+    if let Access::Owned(check) = access {
+        return owned_collection(state, def, query, format, check).await;
     }
     if query::budgetable(&query)
         && let Some(body) = small_collection(state, def, &query, format)?
@@ -650,6 +707,61 @@ async fn buffered_collection(
     .await
     .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))??
     .unwrap_or_default();
+    let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    Ok(r)
+}
+
+/// A query on a table the caller reads only its own records of: the matches it owns, with
+/// offset and limit applied to those (buffered; such tables hold per-owner data).
+async fn owned_collection(
+    state: &Arc<ApiState>,
+    def: &'static TableDef,
+    query: Query,
+    format: Format,
+    check: crate::auth::OwnedCheck,
+) -> Result<Response, ApiError> {
+    let db = state.db.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        db.read(|rtx| {
+            let unbounded = Query {
+                limit: None,
+                offset: 0,
+                ..query.clone()
+            };
+            let mut encoder = CollectionEncoder::new(format);
+            let mut buf = Vec::with_capacity(8 * 1024);
+            encoder.begin(&mut buf);
+            let (mut skip, mut left) = (query.offset, query.limit.unwrap_or(usize::MAX));
+            rtx.query_each(def, &unbounded, &mut |row: StoredRecord| {
+                if left == 0 {
+                    return Ok(false);
+                }
+                if !check.owns(row.json()) {
+                    return Ok(true);
+                }
+                if skip > 0 {
+                    skip -= 1;
+                    return Ok(true);
+                }
+                left -= 1;
+                encode_row(
+                    rtx,
+                    def,
+                    query.select.as_ref(),
+                    &row,
+                    &mut encoder,
+                    &mut buf,
+                )?;
+                Ok(true)
+            })?;
+            encoder.finish(&mut buf);
+            Ok::<_, Error>(buf)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))??;
     let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
     r.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
@@ -811,6 +923,7 @@ async fn put<S, B>(
     id: &str,
     req: &Request,
     body: S,
+    caller: Caller,
 ) -> Result<Response, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
@@ -821,11 +934,7 @@ where
     check_body_key(def, &object, &key)?;
     object.insert(def.primary_key().name.to_owned(), key);
     let record = Record::from_object(def, object)?;
-    blocking_write(&state.db, move |tx| {
-        tx.check(&record)?;
-        tx.put_record(record)
-    })
-    .await?;
+    blocking_write(&state.db, move |tx| tx.put_checked(&caller, record)).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -835,6 +944,7 @@ async fn patch<S, B>(
     id: &str,
     req: &Request,
     body: S,
+    caller: Caller,
 ) -> Result<Response, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
@@ -845,9 +955,7 @@ where
     check_body_key(def, &object, &key)?;
     let atom = json_atom(&key);
     blocking_write(&state.db, move |tx| {
-        let record = tx.merged(def, atom, object)?;
-        tx.check(&record)?;
-        tx.put_record(record)
+        tx.patch_checked(&caller, def, atom, object).map(|_| ())
     })
     .await?;
     Ok(empty(StatusCode::NO_CONTENT))
@@ -858,6 +966,7 @@ async fn post<S, B>(
     def: &'static TableDef,
     req: &Request,
     body: S,
+    caller: Caller,
 ) -> Result<Response, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
@@ -889,11 +998,7 @@ where
             format!("record ids are limited to {MAX_ID_BYTES} bytes"),
         ));
     }
-    blocking_write(&state.db, move |tx| {
-        tx.check(&record)?;
-        tx.insert_record(record)
-    })
-    .await?;
+    blocking_write(&state.db, move |tx| tx.insert_checked(&caller, record)).await?;
     let body = serde_json::to_vec(&id).unwrap_or_default();
     let mut r = json_response(StatusCode::CREATED, body, &req.method);
     let location = super::encode_path_segment(&id);
@@ -907,6 +1012,7 @@ async fn delete_record(
     state: &ApiState,
     def: &'static TableDef,
     id: &str,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
     let atom = match key_value(def, id) {
         Ok(k) => json_atom(&k),
@@ -919,7 +1025,7 @@ async fn delete_record(
             ));
         }
     };
-    blocking_write(&state.db, move |tx| tx.delete_key(def, atom)).await?;
+    blocking_write(&state.db, move |tx| tx.delete_checked(&caller, def, atom)).await?;
     Ok(json_response(
         StatusCode::OK,
         b"true".to_vec(),
@@ -931,7 +1037,20 @@ async fn delete_matching(
     state: &ApiState,
     def: &'static TableDef,
     req: &Request,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
+    if req.query.is_empty() && !caller.who.is_admin() {
+        return Err(crate::auth::denied(
+            &caller.who,
+            format!(
+                "{} may not delete every {} record: that needs admin",
+                caller.who.describe(),
+                def.name
+            ),
+        )
+        .into());
+    }
+    caller.access(def, "delete", &rules(def).delete)?;
     let query = parse(def, &req.query)?;
     // A query string that names no condition (`?&&&`, `?limit(5)`) is almost surely a mistake;
     // deleting every record takes the bare collection URL.
@@ -952,7 +1071,10 @@ async fn delete_matching(
         select: None,
         ..query
     };
-    blocking_write(&state.db, move |tx| tx.delete_where(def, &query)).await?;
+    blocking_write(&state.db, move |tx| {
+        tx.delete_where_checked(&caller, def, &query)
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         b"true".to_vec(),
