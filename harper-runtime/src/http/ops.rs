@@ -2,31 +2,206 @@
 //! - `GET /health`: 200 `{"status":"ok","lastSeq":N}` (the change log's last sequence number),
 //!   or 503 `{"status":"writes_refused","reason":..}` once a storage failure (a full disk)
 //!   stopped writes until a restart;
-//! - `GET /metrics`: Prometheus text format: responses by status class, commits since start,
-//!   the last sequence number, open subscriptions and how often subscribers fell behind.
+//! - `GET /metrics`: Prometheus text format (see [`render`] for the list): responses by
+//!   status class, requests by method, route and status, a latency histogram per route,
+//!   commits, explicit fsyncs and their time, open subscriptions, subscriber lags, and
+//!   whether writes are refused.
+//!
+//! Recording a request costs a few relaxed atomic additions and no lock: routes get a slot
+//! on first use ([`ROUTE_SLOTS`] of them, claimed once through a `OnceLock`), found again by
+//! a scan of the claimed slots.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 
 use crate::storage::Database;
 
-/// Responses counted by status class (1xx to 5xx).
-#[derive(Debug, Default)]
+/// Routes (method and path template) counted separately; later ones count as `other`.
+pub const ROUTE_SLOTS: usize = 64;
+
+/// Upper bounds (seconds) of the latency histogram's buckets (`+Inf` follows).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Status codes counted one by one; any other counts as its class (`2xx`, ...).
+const STATUSES: [u16; 27] = [
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 406, 408, 409, 411, 413, 415, 422,
+    429, 431, 500, 501, 502, 503, 504, 507,
+];
+const STATUS_SLOTS: usize = STATUSES.len() + 5;
+
+fn status_slot(status: u16) -> usize {
+    match STATUSES.iter().position(|s| *s == status) {
+        Some(i) => i,
+        None => STATUSES.len() + usize::from(status / 100).clamp(1, 5) - 1,
+    }
+}
+
+fn status_label(slot: usize) -> String {
+    match STATUSES.get(slot) {
+        Some(s) => s.to_string(),
+        None => format!("{}xx", slot - STATUSES.len() + 1),
+    }
+}
+
+/// The counters of one route.
+struct RouteStats {
+    /// `"{METHOD} {template}"`, set once when the slot is claimed.
+    key: OnceLock<Box<str>>,
+    by_status: [AtomicU64; STATUS_SLOTS],
+    /// Cumulative-free counts per bucket (the last is `+Inf`); summed when rendered.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl RouteStats {
+    fn new() -> RouteStats {
+        RouteStats {
+            key: OnceLock::new(),
+            by_status: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, status: u16, elapsed: Duration) {
+        self.by_status[status_slot(status)].fetch_add(1, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|le| seconds <= *le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every response the server sends: by status class, and by method, route and status with
+/// its latency (until the response's head is ready; a stream's body is not included).
 pub struct ResponseCounts {
     by_class: [AtomicU64; 5],
+    routes: Box<[RouteStats]>,
+    /// Routes that found no free slot, and requests no route answered (404 on an unknown path).
+    other: RouteStats,
+    unmatched: RouteStats,
+}
+
+impl Default for ResponseCounts {
+    fn default() -> Self {
+        ResponseCounts {
+            by_class: std::array::from_fn(|_| AtomicU64::new(0)),
+            routes: (0..ROUTE_SLOTS).map(|_| RouteStats::new()).collect(),
+            other: RouteStats::new(),
+            unmatched: RouteStats::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCounts").finish_non_exhaustive()
+    }
 }
 
 impl ResponseCounts {
+    /// Counts a response by status class only (see [`ResponseCounts::observe`]).
     pub fn record(&self, status: StatusCode) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Counts a response: its class, and its route (`path` reduced to a template: the first
+    /// segment as it is, the second as `:id`, later ones as they are; `/T/` and `/T` stay
+    /// apart) with its status and latency. A 404 on a path no route has answered yet counts
+    /// as `unmatched`, so that probing random paths cannot use up the route slots.
+    pub fn observe(&self, method: &Method, path: &str, status: StatusCode, elapsed: Duration) {
+        self.record(status);
+        let key = route_key(method, path);
+        let stats = match self.find(&key) {
+            Some(stats) => stats,
+            None if status == StatusCode::NOT_FOUND => &self.unmatched,
+            None => self.claim(key),
+        };
+        stats.observe(status.as_u16(), elapsed);
+    }
+
+    fn find(&self, key: &str) -> Option<&RouteStats> {
+        for slot in self.routes.iter() {
+            match slot.key.get() {
+                Some(k) if **k == *key => return Some(slot),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    fn claim(&self, key: String) -> &RouteStats {
+        let key: Box<str> = key.into();
+        for slot in self.routes.iter() {
+            // Claimed here, or by a racing request for this or another route.
+            let claimed = slot.key.get_or_init(|| key.clone());
+            if *claimed == key {
+                return slot;
+            }
+        }
+        &self.other
+    }
+}
+
+/// `"GET /Product/:id"` for `GET /Product/p1`.
+fn route_key(method: &Method, path: &str) -> String {
+    let mut key = String::with_capacity(method.as_str().len() + 1 + path.len().min(64));
+    key.push_str(method.as_str());
+    key.push(' ');
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
+    key.push('/');
+    key.push_str(segments.next().unwrap_or(""));
+    if let Some(second) = segments.next() {
+        key.push('/');
+        if !second.is_empty() {
+            key.push_str(":id");
+        }
+    }
+    for rest in segments {
+        key.push('/');
+        key.push_str(rest);
+    }
+    key
+}
+
+/// Wraps the whole of a server's filter: every response it makes is counted in `counts`
+/// with its method, route, status and latency.
+pub fn instrument(
+    counts: Arc<ResponseCounts>,
+    inner: BoxedFilter<(Response,)>,
+) -> BoxedFilter<(Response,)> {
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(inner)
+        .map(
+            move |started: Instant, method: Method, path: warp::path::FullPath, r: Response| {
+                counts.observe(&method, path.as_str(), r.status(), started.elapsed());
+                r
+            },
+        )
+        .boxed()
 }
 
 /// `/health` and `/metrics`. `counts` is filled by the caller, which sees every response.
@@ -74,6 +249,11 @@ fn reply(content_type: &'static str, body: String) -> Response {
     r
 }
 
+/// The `/metrics` body: `harper_http_responses_total{class}`, `harper_commits_total`,
+/// `harper_last_seq`, `harper_subscriptions`, `harper_subscriber_lags_total`,
+/// `harper_storage_fsyncs_total`, `harper_storage_fsync_seconds_total`,
+/// `harper_writes_refused`, `harper_http_requests_total{method,route,status}` and the
+/// histogram `harper_http_request_duration_seconds{method,route}`.
 fn render(db: &Database, counts: &ResponseCounts, started_at_seq: u64) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -120,5 +300,98 @@ fn render(db: &Database, counts: &ResponseCounts, started_at_seq: u64) -> String
         "Times a subscriber fell behind its queue and was caught up from the change log.",
         &[("", db.subscriber_lags())],
     );
+    let (fsyncs, fsync_time) = db.fsync_stats();
+    metric(
+        "harper_storage_fsyncs_total",
+        "counter",
+        "Explicit fsyncs of the journal (commits under Durability::Sync, shared by group \
+         commit, and Database::persist).",
+        &[("", fsyncs)],
+    );
+    metric(
+        "harper_writes_refused",
+        "gauge",
+        "1 once a storage failure (a full disk) stopped writes until a restart, else 0.",
+        &[("", u64::from(db.write_failure().is_some()))],
+    );
+    let _ = writeln!(
+        out,
+        "# HELP harper_storage_fsync_seconds_total Time spent in those fsyncs.\n\
+         # TYPE harper_storage_fsync_seconds_total counter\n\
+         harper_storage_fsync_seconds_total {}",
+        fsync_time.as_secs_f64()
+    );
+    render_routes(&mut out, counts);
     out
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `harper_http_requests_total{method,route,status}` and the latency histogram
+/// `harper_http_request_duration_seconds{method,route}`.
+fn render_routes(out: &mut String, counts: &ResponseCounts) {
+    let named = counts
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let key = r.key.get()?;
+            let (method, route) = key.split_once(' ')?;
+            Some((escape(method), escape(route), r))
+        })
+        .chain([
+            ("".to_owned(), "other".to_owned(), &counts.other),
+            ("".to_owned(), "unmatched".to_owned(), &counts.unmatched),
+        ])
+        .filter(|(_, _, r)| r.count.load(Ordering::Relaxed) > 0)
+        .collect::<Vec<_>>();
+    let _ = writeln!(
+        out,
+        "# HELP harper_http_requests_total HTTP requests answered, by method, route and status \
+         (route: the path's first segment, then :id, then the rest).\n\
+         # TYPE harper_http_requests_total counter"
+    );
+    for (method, route, stats) in &named {
+        for (slot, n) in stats.by_status.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "harper_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{}\"}} {n}",
+                    status_label(slot)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP harper_http_request_duration_seconds Time from a request's arrival until its \
+         response head is ready, by method and route.\n\
+         # TYPE harper_http_request_duration_seconds histogram"
+    );
+    for (method, route, stats) in &named {
+        let labels = format!("method=\"{method}\",route=\"{route}\"");
+        let mut cumulative = 0;
+        for (i, n) in stats.buckets.iter().enumerate() {
+            cumulative += n.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "harper_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = stats.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        // The count is the +Inf bucket, so the two agree even while requests are recorded.
+        let _ = writeln!(
+            out,
+            "harper_http_request_duration_seconds_sum{{{labels}}} {sum}\n\
+             harper_http_request_duration_seconds_count{{{labels}}} {cumulative}"
+        );
+    }
 }
