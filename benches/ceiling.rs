@@ -15,7 +15,8 @@
 //! - `ceiling sync-app`: not a ceiling: our own `App` over the storefront's tables (its
 //!   `schema.rs`, without its custom routes and stock rules) on a database opened with
 //!   `Durability::Sync` (group commit), for the durable-POST comparison, since the storefront
-//!   binary has no durability option.
+//!   binary has no durability option. Writes need the admin: start it with
+//!   `HARPER_ADMIN=user:password` and send those credentials.
 //!
 //! Flags: `--addr HOST:PORT` (default 127.0.0.1:9966), `--data DIR` (default: a temporary
 //! directory), `--products N` (default 1000; the products `load.py` writes, generated here with
@@ -387,6 +388,9 @@ async fn sync_app(data: &std::path::Path, addr: SocketAddr) -> Result<(), String
         .table::<schema::Product>()
         .table::<schema::Category>()
         .table::<schema::CartItem>()
+        // The schema makes cart items private to an owner; here no caller owns one, and the
+        // bench writes as the admin (HARPER_ADMIN), who passes every rule.
+        .owner::<schema::CartItem>(|_, _| false)
         .serve(&addr.to_string())
         .await
         .map_err(|e| e.to_string())

@@ -82,7 +82,7 @@ start_ours() {
   HARPER_ADMIN="$ADMIN" "$STOREFRONT" --addr "127.0.0.1:$OURS_PORT" --data "$WORK/ours" --no-seed >>"$WORK/ours.log" 2>&1 &
   OURS_PID=$!
 }
-stop_ours() { kill "$OURS_PID" 2>/dev/null; wait "$OURS_PID" 2>/dev/null || true; OURS_PID=; }
+stop_ours() { kill "$OURS_PID" 2>/dev/null || true; wait "$OURS_PID" 2>/dev/null || true; OURS_PID=; }
 
 log "starting our storefront and loading $N products"
 start_ours
@@ -127,8 +127,8 @@ run_wrk() { # key url script server-pid [wrk args..] -> results key_rps key_p50 
   wrk "${args[@]}" "$url" >"$WORK/wrk.out" 2>&1 || true
   awk -v k="$key" '
     /Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF}
-    /Socket errors/ {to=$NF}
-    END {printf "%s_rps=%s\n%s_p50=%s\n%s_p99=%s\n%s_bad=%s\n%s_to=%s\n", k, (rps==""?"nan":rps), k, p50, k, p99, k, (bad==""?0:bad), k, (to==""?0:to)}' \
+    /Socket errors/ {to=$NF} / requests in / {n=$1}
+    END {printf "%s_rps=%s\n%s_p50=%s\n%s_p99=%s\n%s_bad=%s\n%s_to=%s\n%s_n=%s\n", k, (rps==""?"nan":rps), k, p50, k, p99, k, (bad==""?0:bad), k, (to==""?0:to), k, (n==""?0:n)}' \
     "$WORK/wrk.out" >>"$R"
   log "$key: $(grep -E 'Requests/sec|Socket errors|Non-2xx' "$WORK/wrk.out" | tr -s ' ' | tr '\n' ';')"
   settle "$pid"
@@ -163,18 +163,20 @@ if [[ "${FANOUT:-1}" != 0 ]]; then
       --subs "${FANOUT_SUBS:-1000}" --rate "${FANOUT_RATE:-200}" >"$WORK/fan.out" 2>&1 || true
     local line; line="$(grep '^RESULT' "$WORK/fan.out" || true)"
     if [[ -z "$line" ]]; then tail -5 "$WORK/fan.out" >&2; return 0; fi
+    put "fan_$1_writes" "$(grep -oE ' writes=[^ ]+' <<<"$line" | cut -d= -f2)"
     put "fan_$1_p99" "$(grep -oE 'p99_ms=[^ ]+' <<<"$line" | head -1 | cut -d= -f2)"
     put "fan_$1_recv" "$(grep -oE ' received=[^ ]+' <<<"$line" | cut -d= -f2)/$(grep -oE ' expected=[^ ]+' <<<"$line" | cut -d= -f2)"
     sleep 2 # the server closes the driver's sockets
   }
-  fan ours "$OURS_URL" "$OURS_PID"
+  # The driver's writes are PUTs: ours needs the admin (reqwest sends the URL's user:password).
+  fan ours "http://$ADMIN@127.0.0.1:$OURS_PORT" "$OURS_PID"
   if [[ $HAVE_HARPER == 1 ]]; then fan harper "$HARPER_URL" "$HARPER_PID"; fi
 fi
 
 # Ceilings: one server at a time on CEIL_PORT, the same wrk commands as above.
 if [[ "${CEILING:-1}" != 0 ]]; then
   ceil() { # mode key path script
-    "$CEILING" "$1" --addr "127.0.0.1:$CEIL_PORT" --data "$WORK/ceil-$1" --products "$N" >"$WORK/ceil.log" 2>&1 &
+    HARPER_ADMIN="$ADMIN" "$CEILING" "$1" --addr "127.0.0.1:$CEIL_PORT" --data "$WORK/ceil-$1" --products "$N" >"$WORK/ceil.log" 2>&1 &
     CEIL_PID=$!
     local any=; [[ "$1" == durable || "$1" == sync-app ]] && any=1
     if wait_200 "$CEIL_URL$3" 600 "$any"; then
@@ -182,7 +184,7 @@ if [[ "${CEILING:-1}" != 0 ]]; then
     else
       log "ceiling $1 did not start"; cat "$WORK/ceil.log" >&2
     fi
-    kill "$CEIL_PID" 2>/dev/null; wait "$CEIL_PID" 2>/dev/null || true; CEIL_PID=
+    kill "$CEIL_PID" 2>/dev/null || true; wait "$CEIL_PID" 2>/dev/null || true; CEIL_PID=
   }
   log "ceiling servers"
   # Ours again beside each ceiling (the machine is shared: adjacent runs compare best).
@@ -257,6 +259,12 @@ def rps(k):
             + (f", {bad} non-2xx" if bad != "0" else "") + (f", {to} timeouts" if to != "0" else ""))
 def ratio(a, b):
     return "-" if math.isnan(a) or math.isnan(b) or b == 0 else f"{a / b:.2f}x"
+def failing(k):
+    """Why a throughput run does not count: more than 10% of its answers were errors."""
+    n, bad = num(k + "_n"), num(k + "_bad")
+    return f"n/a: {bad / n:.0%} non-2xx" if n > 0 and bad / n > 0.1 else None
+def wratio(a, b):
+    return failing(a) or failing(b) or ratio(num(a + "_rps"), num(b + "_rps"))
 
 rows = [
     ("1. GET by id `/Product/prod-00001`", "get"),
@@ -269,7 +277,7 @@ rows = [
 print("| measure | ours | Harper | ours/Harper |")
 print("|---|---|---|---|")
 for name, k in rows:
-    print(f"| {name} | {rps(k + '_ours')} | {rps(k + '_harper')} | {ratio(num(k + '_ours_rps'), num(k + '_harper_rps'))} (higher: ours faster) |")
+    print(f"| {name} | {rps(k + '_ours')} | {rps(k + '_harper')} | {wratio(k + '_ours', k + '_harper')} (higher: ours faster) |")
 for label, k in (("idle after load", "rss_idle"), ("after the load runs", "rss_after")):
     o, h = num(k + "_ours"), num(k + "_harper")
     mib = lambda v: "-" if math.isnan(v) else f"{v / 1024:,.1f} MiB"
@@ -278,8 +286,11 @@ o, h = num("start_ours"), num("start_harper")
 print(f"| 8. start-up to the first 200, median (runs, ms) | {o:.0f} ms ({r.get('start_ours_all', '')}) | "
       + ("-" if math.isnan(h) else f"{h:.0f} ms ({r.get('start_harper_all', '')})") + f" | {ratio(o, h)} (lower: ours faster) |")
 o, h = num("fan_ours_p99"), num("fan_harper_p99")
-fo = "-" if math.isnan(o) else f"{o:.2f} ms ({r.get('fan_ours_recv')} delivered)"
-fh = "-" if math.isnan(h) else f"{h:.2f} ms ({r.get('fan_harper_recv')} delivered)"
+def fan(s, v):
+    if f"fan_{s}_recv" not in r: return "-"
+    if math.isnan(v): return f"failed: {r.get(f'fan_{s}_writes')} writes accepted, {r.get(f'fan_{s}_recv')} delivered"
+    return f"{v:.2f} ms ({r.get(f'fan_{s}_recv')} delivered)"
+fo, fh = fan("ours", o), fan("harper", h)
 print(f"| 9. WebSocket fan-out delivery p99 | {fo} | {fh} | {ratio(o, h)} (lower: ours faster) |")
 
 print()
@@ -287,9 +298,10 @@ print("| ours vs ceiling | ours | ceiling | ours/ceiling | target |")
 print("|---|---|---|---|---|")
 def crow(name, ours, ceil, target):
     a, b = num(ours + "_rps"), num(ceil + "_rps")
-    met = "" if target is None or math.isnan(a) or math.isnan(b) else (" met" if a / b >= target else " MISSED")
+    bad = failing(ours) or failing(ceil)
+    met = "" if target is None or bad or math.isnan(a) or math.isnan(b) else (" met" if a / b >= target else " MISSED")
     t = "-" if target is None else f">= {target}x{met}"
-    print(f"| {name} | {rps(ours)} | {rps(ceil)} | {ratio(a, b)} | {t} |")
+    print(f"| {name} | {rps(ours)} | {rps(ceil)} | {wratio(ours, ceil)} | {t} |")
 crow("GET by id vs (a) bare warp, fixed bytes", "get_ours_c", "ceil_bare", 0.85)
 crow("GET by id vs (b) warp + fjall get", "get_ours_c", "ceil_get", None)
 crow("categoryId query vs (c) warp + fjall index scan, spliced bytes", "cat_ours_c", "ceil_cat", 0.75)
