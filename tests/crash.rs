@@ -58,8 +58,14 @@ async fn acknowledged_writes_survive_kill_9_whole_and_consistent() {
     let mut rng = Rng::new(seed);
     let exe = common::storefront_executable();
     let data = tempfile::tempdir().unwrap();
+    let mut admin = reqwest::header::HeaderMap::new();
+    admin.insert(
+        reqwest::header::AUTHORIZATION,
+        common::admin_authorization().parse().unwrap(),
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        .default_headers(admin)
         .build()
         .unwrap();
 
@@ -671,6 +677,10 @@ impl Storefront {
             .args(["--addr", "127.0.0.1:0", "--no-seed", "--data"])
             .arg(data)
             .env("RUST_LOG", "warn")
+            .env(
+                "HARPER_ADMIN",
+                format!("{}:{}", common::ADMIN_USER, common::ADMIN_PASSWORD),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -2,6 +2,7 @@
 //! speaking graphql-transport-ws for subscriptions. The storefront's tables and its stock
 //! rule (registered with `App::validate`, as examples/storefront/main.rs does).
 
+mod common;
 #[path = "../examples/storefront/schema.rs"]
 mod schema;
 #[path = "../examples/storefront/shop.rs"]
@@ -44,11 +45,14 @@ struct Fixture {
 /// Categories toys and books; products t1..t3 (toys) and b1, b2 (books).
 async fn start() -> Fixture {
     let db = Database::temporary().unwrap();
-    let app = App::new(db.clone())
-        .table::<Product>()
-        .table::<Category>()
-        .table::<CartItem>()
-        .validate::<CartItem>(shop::cart_item_rule);
+    let app = common::with_admin(
+        App::new(db.clone())
+            .table::<Product>()
+            .table::<Category>()
+            .table::<CartItem>()
+            .validate::<CartItem>(shop::cart_item_rule)
+            .owner::<CartItem>(shop::cart_owner),
+    );
     db.write(|tx| {
         for (id, name) in [("toys", "Toys"), ("books", "Books")] {
             tx.put(&Category {
@@ -70,7 +74,7 @@ async fn start() -> Fixture {
         url: format!("http://{}/graphql", server.local_addr()),
         server,
         db,
-        http: reqwest::Client::new(),
+        http: common::admin_client(),
     }
 }
 

@@ -7,6 +7,7 @@
 #[path = "../examples/storefront/api.rs"]
 #[allow(dead_code)]
 mod api;
+mod common;
 #[path = "../examples/storefront/schema.rs"]
 mod schema;
 #[path = "../examples/storefront/shop.rs"]
@@ -17,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use harper::App;
 use harper::prelude::*;
 use schema::{CartItem, Category, Product};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,8 +60,12 @@ fn case(name: impl Into<String>, request: Vec<u8>, expect: Expect) -> Case {
 /// An HTTP/1.1 request with `Connection: close`, a `Content-Length` for the body, and the
 /// extra header lines given.
 fn request(method: &str, target: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
-        .into_bytes();
+    // As the admin, so that bodies and queries are parsed rather than refused unread.
+    let mut out = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: {}\r\n",
+        common::admin_authorization()
+    )
+    .into_bytes();
     for h in headers {
         out.extend_from_slice(h.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -708,15 +712,7 @@ async fn hostile_requests_are_refused_without_server_errors_or_panics() {
     }));
 
     let db = Database::temporary().unwrap();
-    let app = App::new(db.clone())
-        .table::<Product>()
-        .table::<Category>()
-        .table::<CartItem>()
-        .body_limit(1 << 20)
-        .route(api::routes(
-            db.clone(),
-            vec![Product::DEF, Category::DEF, CartItem::DEF],
-        ));
+    let app = common::with_admin(api::storefront_app(db.clone()).unwrap().body_limit(1 << 20));
     db.write(|tx| {
         tx.put(&Category {
             id: "toys".into(),
@@ -750,10 +746,7 @@ async fn hostile_requests_are_refused_without_server_errors_or_panics() {
     let server = app.bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr();
     let base = format!("http://{addr}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let http = common::admin_client();
 
     let cases = corpus();
     let mut failures = Vec::new();

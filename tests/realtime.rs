@@ -26,14 +26,17 @@ struct Fixture {
 }
 
 async fn start_with(db: Database, config: RealtimeConfig) -> Fixture {
-    let server = App::new(db.clone())
-        .table::<Product>()
-        .table::<Category>()
-        .table::<CartItem>()
-        .realtime(config)
-        .bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let server = common::with_admin(
+        App::new(db.clone())
+            .table::<Product>()
+            .table::<Category>()
+            .table::<CartItem>()
+            .owner::<CartItem>(|item, who| who.id() == Some(item.session_id.as_str()))
+            .realtime(config),
+    )
+    .bind("127.0.0.1:0")
+    .await
+    .expect("bind");
     let addr = server.local_addr().to_string();
     Fixture { server, db, addr }
 }
@@ -59,7 +62,7 @@ impl Fixture {
     }
 
     async fn sse(&self, path: &str, last_event_id: Option<u64>) -> Sse {
-        let mut req = reqwest::Client::new()
+        let mut req = common::admin_client()
             .get(format!("http://{}{path}", self.addr))
             .header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
@@ -189,7 +192,7 @@ async fn record_subscription_sends_current_state_then_puts_patches_and_deletes()
     assert_eq!(first["seq"], f.db.last_seq());
 
     // A PUT over HTTP, a PATCH (arrives as the full merged record) and a DELETE.
-    let http = reqwest::Client::new();
+    let http = common::admin_client();
     let url = format!("http://{}/Product/p01", f.addr);
     let mut p = product("p01", "toys", 5.0, 3);
     p.name = "Renamed".into();
@@ -496,7 +499,7 @@ async fn bad_subscriptions_get_a_reason() {
     }
 
     // SSE answers the same mistakes with a plain 4xx.
-    let http = reqwest::Client::new();
+    let http = common::admin_client();
     for (path, status) in [
         ("/NoSuchTable/", 404),
         ("/Product/?nope=1", 400),

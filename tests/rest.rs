@@ -16,18 +16,21 @@ struct Fixture {
 }
 
 async fn start_with(db: Database, body_limit: usize) -> Fixture {
-    let app = App::new(db.clone())
-        .table::<Product>()
-        .table::<Category>()
-        .table::<CartItem>()
-        .body_limit(body_limit);
+    let app = common::with_admin(
+        App::new(db.clone())
+            .table::<Product>()
+            .table::<Category>()
+            .table::<CartItem>()
+            .owner::<CartItem>(|item, who| who.id() == Some(item.session_id.as_str()))
+            .body_limit(body_limit),
+    );
     let server = app.bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", server.local_addr());
     Fixture {
         server,
         base,
         db,
-        http: reqwest::Client::new(),
+        http: common::admin_client(),
     }
 }
 

@@ -4,6 +4,7 @@
 #[path = "../examples/storefront/api.rs"]
 #[allow(dead_code)]
 mod api;
+mod common;
 #[path = "../examples/storefront/import.rs"]
 #[allow(dead_code)]
 mod import;
@@ -15,10 +16,10 @@ mod shop;
 
 use std::sync::Arc;
 
+use harper::Server;
 use harper::prelude::*;
-use harper::{App, Server};
 use reqwest::StatusCode;
-use schema::{CartItem, Category, Product};
+use schema::{CartItem, Product};
 use serde_json::{Value, json};
 
 fn product(id: &str, price: f64, stock: i32) -> Product {
@@ -46,14 +47,7 @@ struct Fixture {
 /// A server over products p1 (price 2.50, stock 5), p2 (10.00, 3) and p3 (1.00, 0).
 async fn start() -> Fixture {
     let db = Database::temporary().unwrap();
-    let app = App::new(db.clone())
-        .table::<Product>()
-        .table::<Category>()
-        .table::<CartItem>()
-        .route(api::routes(
-            db.clone(),
-            vec![Product::DEF, Category::DEF, CartItem::DEF],
-        ));
+    let app = common::with_admin(api::storefront_app(db.clone()).unwrap());
     db.write(|tx| {
         tx.put(&product("p1", 2.5, 5))?;
         tx.put(&product("p2", 10.0, 3))?;
@@ -65,7 +59,7 @@ async fn start() -> Fixture {
         base: format!("http://{}", server.local_addr()),
         server,
         db,
-        http: reqwest::Client::new(),
+        http: common::admin_client(),
     }
 }
 
@@ -346,9 +340,17 @@ async fn other_cart_item_requests_reach_the_rest_api() {
         .await;
     assert_eq!(
         r.status(),
-        StatusCode::NO_CONTENT,
-        "PUT is the REST API's, unchecked"
+        StatusCode::CONFLICT,
+        "PUT is the REST API's, with the stock rule"
     );
+    let r = f
+        .send(
+            reqwest::Method::PUT,
+            "/CartItem/direct",
+            r#"{"productId":"p2","sessionId":"s9","quantity":3}"#,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = f
         .send(
             reqwest::Method::PATCH,
@@ -575,7 +577,7 @@ async fn concurrent_checkouts_never_oversell() {
             let start = start.clone();
             tokio::spawn(async move {
                 // A client (and connection) of its own per buyer.
-                let http = reqwest::Client::new();
+                let http = common::admin_client();
                 start.wait().await;
                 let r = http.post(url).send().await.unwrap();
                 let status = r.status();
@@ -624,7 +626,7 @@ async fn concurrent_adds_of_one_product_merge_into_one_item() {
         .map(|_| {
             let url = f.url("/CartItem/");
             tokio::spawn(async move {
-                let r = reqwest::Client::new()
+                let r = common::admin_client()
                     .post(url)
                     .json(&json!({"productId": "many", "sessionId": "s1", "quantity": 2}))
                     .send()

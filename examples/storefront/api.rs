@@ -163,8 +163,9 @@ where
     let bytes = read_limited(&headers, body, CART_BODY_LIMIT).await?;
     let mut value = negotiate::decode_body(format, &bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
-    // The cart is the caller's own unless it names one (admins may fill any cart).
+    // The cart is the caller's own; admins name the session they fill.
     if let (Value::Object(map), Some(id)) = (&mut value, who.id())
+        && !who.is_admin()
         && map.get("sessionId").is_none_or(Value::is_null)
     {
         map.insert("sessionId".into(), Value::String(id.to_owned()));

@@ -96,7 +96,11 @@ impl Rule {
                 "owner" => rule.owner = true,
                 // Admins pass every rule; naming them documents the intent.
                 "admin" | "role:admin" => {}
-                "" => return Err(format!("empty permission in `{text}`; expected {RULE_HELP}")),
+                "" => {
+                    return Err(format!(
+                        "empty permission in `{text}`; expected {RULE_HELP}"
+                    ));
+                }
                 _ => match atom.strip_prefix("role:").map(str::trim) {
                     Some(role) if is_role_name(role) => {
                         if !rule.roles.iter().any(|r| r == role) {
@@ -108,7 +112,9 @@ impl Rule {
                             "invalid role name `{role}`: use letters, digits, `_`, `-` and `.`"
                         ));
                     }
-                    None => return Err(format!("unknown permission `{atom}`; expected {RULE_HELP}")),
+                    None => {
+                        return Err(format!("unknown permission `{atom}`; expected {RULE_HELP}"));
+                    }
                 },
             }
         }

@@ -287,8 +287,21 @@ fn export_permissions() {
     assert_eq!(access.delete, Some(Rule::default()));
 
     // Nothing declared: defaults are applied at expansion.
-    let table = valid(quote!(__export), quote!(struct P { #[primary_key] id: Id }));
-    assert!(table.export.as_ref().is_some_and(|e| e.access.read.is_none()));
+    let table = valid(
+        quote!(__export),
+        quote!(
+            struct P {
+                #[primary_key]
+                id: Id,
+            }
+        ),
+    );
+    assert!(
+        table
+            .export
+            .as_ref()
+            .is_some_and(|e| e.access.read.is_none())
+    );
 }
 
 #[test]
@@ -298,7 +311,10 @@ fn export_permission_errors() {
         (quote!(write = "role:"), "invalid role name ``"),
         (quote!(write = "role:a b"), "invalid role name `a b`"),
         (quote!(read = "public |"), "empty permission"),
-        (quote!(read = "public", read = "owner"), "duplicate `#[export]` option `read`"),
+        (
+            quote!(read = "public", read = "owner"),
+            "duplicate `#[export]` option `read`",
+        ),
         (quote!(owner = "x"), "unknown `#[export]` option `owner`"),
     ];
     for (args, expected) in cases {

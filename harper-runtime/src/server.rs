@@ -217,8 +217,10 @@ impl App {
             .boxed();
         let counts = std::sync::Arc::new(http::ops::ResponseCounts::default());
         let ops = http::ops::filter(self.db.clone(), counts.clone());
-        let served = connect_refused().or(ops).unify().or(all).unify().boxed();
-        let served = http::ops::instrument(counts, served);
+        // CONNECT is answered before anything reads the path (warp's path filters panic on
+        // its authority-form target), the instrumentation included.
+        let served = http::ops::instrument(counts, ops.or(all).unify().boxed());
+        let served = connect_refused().or(served).unify().boxed();
         Ok(http::security_headers(http::cors(
             self.cors.clone(),
             served,

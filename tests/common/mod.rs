@@ -86,3 +86,39 @@ pub fn storefront_executable() -> std::path::PathBuf {
         .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
         .expect("cargo reported no storefront executable")
 }
+
+/// The admin that in-process test servers are given (see [`with_admin`]).
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-test-password";
+
+/// `Authorization` value of the test admin (HTTP Basic).
+pub fn admin_authorization() -> String {
+    use base64::Engine;
+    let creds = format!("{ADMIN_USER}:{ADMIN_PASSWORD}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(creds)
+    )
+}
+
+/// Creates the test admin in `app`'s credential store (no generated admin is printed).
+pub fn with_admin(app: harper::App) -> harper::App {
+    app.auth()
+        .unwrap()
+        .create_user(ADMIN_USER, ADMIN_PASSWORD, &["admin".to_owned()])
+        .unwrap();
+    app
+}
+
+/// An HTTP client that sends the test admin's credentials with every request.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        admin_authorization().parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}

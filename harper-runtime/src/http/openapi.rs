@@ -992,7 +992,10 @@ mod tests {
 
     static ITEM: TableDef = TableDef {
         name: "Item",
-        export: Some(ExportDef { name: "items", access: crate::schema::Access::DEFAULT }),
+        export: Some(ExportDef {
+            name: "items",
+            access: crate::schema::Access::DEFAULT,
+        }),
         fields: &[
             field("id", ty(Scalar::Id, false, false), true),
             field("name", ty(Scalar::String, false, false), true),
@@ -1082,7 +1085,10 @@ mod tests {
 
     static GROUP: TableDef = TableDef {
         name: "Group",
-        export: Some(ExportDef { name: "Group", access: crate::schema::Access::DEFAULT }),
+        export: Some(ExportDef {
+            name: "Group",
+            access: crate::schema::Access::DEFAULT,
+        }),
         fields: &[
             field("id", ty(Scalar::Id, false, false), true),
             field("name", ty(Scalar::String, false, false), true),
@@ -1124,7 +1130,10 @@ mod tests {
     /// with the directives.
     static ERROR_TABLE: TableDef = TableDef {
         name: "Error",
-        export: Some(ExportDef { name: "errors", access: crate::schema::Access::DEFAULT }),
+        export: Some(ExportDef {
+            name: "errors",
+            access: crate::schema::Access::DEFAULT,
+        }),
         fields: &[
             field(
                 "id",
