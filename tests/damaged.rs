@@ -275,7 +275,7 @@ fn assert_all_present(server: &Server) {
 
 /// The demo catalog and `CATEGORIES` acknowledged categories, shut down cleanly.
 fn populate(exe: &Path, dir: &Path) {
-    let (mut child, rx) = {
+    let (child, rx) = {
         // Seeded: started without --no-seed.
         let mut child = Command::new(exe)
             .args(["--addr", "127.0.0.1:0", "--data"])
@@ -303,13 +303,7 @@ fn populate(exe: &Path, dir: &Path) {
         let (status, body) = http(&addr, "PUT", &format!("/Category/k{i}"), &category_body(i));
         assert_eq!(status, 204, "{body}");
     }
-    let server = Server {
-        child: {
-            let _ = child.stdin.take();
-            child
-        },
-        addr,
-    };
+    let server = Server { child, addr };
     let status = server.stop();
     assert!(status.success(), "populating run exited with {status}");
     assert!(

@@ -134,7 +134,12 @@ async fn main() -> harper::Result<()> {
         Command::Import { file, table } => std::process::exit(run_import(&o.data, file, table)?),
         Command::Generate { count, file } => std::process::exit(run_generate(*count, file)),
     }
-    let db = Database::open(&o.data)?;
+    // Said plainly (a returned error would print as its Debug form): which directory, what
+    // is wrong with it, what to do.
+    let db = Database::open(&o.data).unwrap_or_else(|e| {
+        eprintln!("storefront: cannot start: {e}");
+        std::process::exit(1)
+    });
     let app = api::storefront_app(db.clone())?.route(web::routes());
     if o.seed && db.get::<Category>("electronics")?.is_none() {
         seed(&db)?;
