@@ -32,9 +32,9 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 ];
 
 /// Status codes counted one by one; any other counts as its class (`2xx`, ...).
-const STATUSES: [u16; 27] = [
-    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 406, 408, 409, 411, 413, 415, 422,
-    429, 431, 500, 501, 502, 503, 504, 507,
+const STATUSES: [u16; 28] = [
+    101, 200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 406, 408, 409, 411, 413, 415,
+    422, 429, 431, 500, 501, 502, 503, 504, 507,
 ];
 const STATUS_SLOTS: usize = STATUSES.len() + 5;
 
