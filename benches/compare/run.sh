@@ -254,6 +254,7 @@ def num(k):
 def rps(k):
     v = num(f"{k}_rps")
     if math.isnan(v): return "-"
+    if v == 0: return "0 req/s: no answer completed within the run (try a longer WRK_DURATION)"
     bad, to = r.get(f"{k}_bad", "0"), r.get(f"{k}_to", "0")
     return (f"{v:,.0f} req/s (p50 {r.get(k + '_p50', '?')}, p99 {r.get(k + '_p99', '?')})"
             + (f", {bad} non-2xx" if bad != "0" else "") + (f", {to} timeouts" if to != "0" else ""))
