@@ -3,8 +3,7 @@
 //! rule (registered with `App::validate`, as examples/storefront/main.rs does).
 
 mod common;
-#[path = "../examples/storefront/schema.rs"]
-mod schema;
+use common::schema;
 #[path = "../examples/storefront/shop.rs"]
 #[allow(dead_code)]
 mod shop;

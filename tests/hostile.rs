@@ -8,8 +8,7 @@
 #[allow(dead_code)]
 mod api;
 mod common;
-#[path = "../examples/storefront/schema.rs"]
-mod schema;
+use common::schema;
 #[path = "../examples/storefront/shop.rs"]
 #[allow(dead_code)]
 mod shop;

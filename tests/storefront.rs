@@ -5,11 +5,10 @@
 #[allow(dead_code)]
 mod api;
 mod common;
+use common::schema;
 #[path = "../examples/storefront/import.rs"]
 #[allow(dead_code)]
 mod import;
-#[path = "../examples/storefront/schema.rs"]
-mod schema;
 #[path = "../examples/storefront/shop.rs"]
 #[allow(dead_code)]
 mod shop;

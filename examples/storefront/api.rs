@@ -126,7 +126,7 @@ async fn caller(
 }
 
 /// Refuses to act on another session's cart (admins may act on any).
-fn own_session(who: &Principal, session: &str) -> Result<(), Response> {
+fn own_session(who: &Principal, session: &str) -> Result<(), ApiError> {
     if who.is_admin() || who.id() == Some(session) {
         return Ok(());
     }
@@ -136,8 +136,7 @@ fn own_session(who: &Principal, session: &str) -> Result<(), Response> {
             "{} may not use the cart of session {session}: it belongs to another owner",
             who.describe()
         ),
-    })
-    .into_response())
+    }))
 }
 
 async fn post_cart_item<S, B>(
@@ -174,7 +173,7 @@ where
     let record =
         Record::from_json(CartItem::DEF, value).map_err(|e| ApiError::from(e).into_response())?;
     let request = add_request(&record).map_err(ApiError::into_response)?;
-    own_session(&who, &request.session_id)?;
+    own_session(&who, &request.session_id).map_err(ApiError::into_response)?;
     let added = blocking(move || shop::add(&db, request))
         .await?
         .map_err(|e| shop_error(e, Context::Add))?;
@@ -275,7 +274,7 @@ async fn post_checkout(
         )
     })?;
     let who = caller(auth, headers, method, peer).await?;
-    own_session(&who, &session)?;
+    own_session(&who, &session).map_err(ApiError::into_response)?;
     let order = blocking(move || shop::checkout(&db, &session))
         .await?
         .map_err(|e| shop_error(e, Context::Checkout))?;
