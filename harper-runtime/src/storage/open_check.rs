@@ -497,9 +497,9 @@ pub(super) fn explain_open_error(path: &Path, existed: bool, e: fjall::Error) ->
             path,
             DataDirProblem::InUse,
             format!(
-                "is already in use by another running server (or another handle in this \
-                 process): its lock file {} is held. Stop the other process first; one \
-                 process at a time opens a data directory",
+                "is already in use: it is already open in another running server (or \
+                 another handle in this process), which holds its lock file {}. Stop the \
+                 other process first; one process at a time opens a data directory",
                 path.join("lock").display()
             ),
         ),
