@@ -375,11 +375,16 @@ struct AuthInner {
     limiter: limiter::Limiter,
     owners: Arc<OwnerRules>,
     hasher: Argon2<'static>,
+    /// Password checks running at once: each takes ~19 MiB and tens of milliseconds, so a
+    /// burst of clients presenting the same (or wrong) credentials cannot exhaust memory.
+    hashing: tokio::sync::Semaphore,
+    password_checks: std::sync::atomic::AtomicU64,
     /// A hash to verify against when the user does not exist (same cost as a real check).
     dummy: String,
 }
 
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
+const HASHING_AT_ONCE: usize = 2;
 const VERIFIED_MAX: usize = 10_000;
 
 fn now_secs() -> u64 {
@@ -431,9 +436,18 @@ impl Auth {
                 secret: random_bytes()?,
                 owners: Arc::default(),
                 hasher,
+                hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+                password_checks: Default::default(),
                 dummy,
             }),
         })
+    }
+
+    /// Password hashes verified since start (cached Basic checks do not count).
+    pub fn password_checks(&self) -> u64 {
+        self.inner
+            .password_checks
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn config(&self) -> AuthConfig {
@@ -637,6 +651,24 @@ impl Auth {
             .limiter
             .check(&config, name, peer)
             .map_err(AuthFailure::too_many)?;
+        let _permit = self
+            .inner
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| AuthFailure::unauthorized("the server is shutting down"))?;
+        // Clients that waited for the same credentials find them checked by the first.
+        if let Some(p) = self.cached_verification(&key) {
+            return Ok(p);
+        }
+        // Failures recorded while this one waited count too.
+        self.inner
+            .limiter
+            .check(&config, name, peer)
+            .map_err(AuthFailure::too_many)?;
+        self.inner
+            .password_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let record = self.read_users().get(name).cloned();
         let this = self.clone();
         let pw = password.to_owned();

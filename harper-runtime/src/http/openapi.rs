@@ -76,11 +76,19 @@ pub fn document(tables: &[&'static TableDef], server_url: &str) -> Value {
         let segment = def.export_name().unwrap_or(def.name);
         tags.push(json!({
             "name": def.name,
-            "description": format!(
-                "{} records at /{segment}/ (schema: {}).",
-                def.name,
-                names.of(def)
-            ),
+            "description": match def.export {
+                Some(e) => format!(
+                    "{} records at /{segment}/ (schema: {}). Read: {}; create: {}; update: {}; \
+                     delete: {}.",
+                    def.name,
+                    names.of(def),
+                    e.access.read,
+                    e.access.create,
+                    e.access.update,
+                    e.access.delete
+                ),
+                None => format!("{} records at /{segment}/ (schema: {}).", def.name, names.of(def)),
+            },
         }));
         let t = TablePaths {
             def,
@@ -110,9 +118,19 @@ pub fn document(tables: &[&'static TableDef], server_url: &str) -> Value {
         }],
         "tags": tags,
         "paths": paths,
+        // Anonymous calls are allowed where a table's permissions say `public`.
+        "security": [{}, {"basicAuth": []}, {"bearerAuth": []}],
         "components": {
             "schemas": schemas,
             "parameters": parameters(),
+            "securitySchemes": {
+                "basicAuth": {"type": "http", "scheme": "basic"},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An accessToken from POST /auth/login or POST /auth/session.",
+                },
+            },
         },
     })
 }
@@ -125,7 +143,10 @@ Harper-compatible REST API generated from the `#[table]` structs.\n\n\
 anything else is 406. Request bodies may be JSON, CBOR or MessagePack (`Content-Type`).\n\
 * Every client error is a 4xx with a JSON object body `{\"error\": \"<kind>\", \
 \"message\": \"<what and where>\"}` (schema `Error`).\n\
-* Relationship attributes are not stored: they are resolved when named in `select(...)`.";
+* Relationship attributes are not stored: they are resolved when named in `select(...)`.\n\
+* Permissions are per table (see each tag): calls without the credentials a rule needs \
+get 401, calls whose credentials do not grant it 403. `owner` tables show each caller \
+only its own records.";
 
 /// Schema names of every table that needs one: the exported tables, then every table
 /// reachable from them through relationships.
