@@ -38,7 +38,8 @@ fn seed(db: &Database) -> harper::Result<()> {
 
 const USAGE: &str = "\
 usage: storefront [--addr HOST:PORT] [--data DIR] [--no-seed]
-           serve the storefront (env: HARPER_ADDR, HARPER_DATA)
+           serve the storefront (env: HARPER_ADDR, HARPER_DATA, HARPER_ADMIN,
+           HARPER_LOG_FORMAT=json, RUST_LOG)
        storefront [--data DIR] import FILE [--table Product|Category|CartItem]
            import a JSON array of records, or a CSV file with a header row of attribute
            names (chosen by extension, else by content), into a table (default Product).
@@ -116,12 +117,18 @@ fn options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
 
 #[tokio::main]
 async fn main() -> harper::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
-        )
-        .init();
+    // Logs go to stderr (stdout carries the address line); `HARPER_LOG_FORMAT=json` makes
+    // them one JSON object per line for log collectors.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("HARPER_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let o = match options(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
