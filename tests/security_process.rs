@@ -457,7 +457,7 @@ async fn the_first_admin_is_generated_once_and_no_secret_reaches_the_logs() {
         logs.stdout
     );
     assert!(
-        logs.stdout.contains("DEBUG"),
+        logs.stderr.contains("DEBUG"),
         "RUST_LOG=debug produced no debug log lines; the leak check would prove little"
     );
     // The password: exactly once, in its creation line, and nowhere else.
