@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
 use warp::filters::BoxedFilter;
+use warp::hyper;
 use warp::reply::{Reply, Response};
 
 use crate::auth::{Auth, AuthConfig, Principal};
@@ -36,6 +37,7 @@ pub struct App {
     graphql: bool,
     body_limit: usize,
     realtime: http::RealtimeConfig,
+    limits: http::Limits,
     shutdown: (watch::Sender<bool>, watch::Receiver<bool>),
     error: Option<Error>,
     /// The credential store; `Err` holds why it could not be opened (reported by `bind`).
@@ -57,6 +59,7 @@ impl App {
             graphql: true,
             body_limit: http::DEFAULT_BODY_LIMIT,
             realtime: http::RealtimeConfig::default(),
+            limits: http::Limits::default(),
             shutdown: watch::channel(false),
             error: None,
         }
@@ -168,6 +171,13 @@ impl App {
         self
     }
 
+    /// Open connections, subscriptions, query time and rows per response (see
+    /// [`http::Limits`]; the request body limit is [`App::body_limit`]).
+    pub fn limits(mut self, limits: http::Limits) -> App {
+        self.limits = limits;
+        self
+    }
+
     pub fn database(&self) -> &Database {
         &self.db
     }
@@ -182,6 +192,7 @@ impl App {
             &self.tables,
             self.body_limit,
             self.realtime.clone(),
+            self.limits.clone(),
             self.shutdown.1.clone(),
         );
         let gql = if self.graphql {
@@ -282,15 +293,8 @@ impl App {
         let local = listener.local_addr()?;
         let subscriptions = self.shutdown.0;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            warp::serve(filter)
-                .incoming(listener)
-                .graceful(async move {
-                    let _ = stopped.await;
-                })
-                .run()
-                .await;
-        });
+        let max_connections = self.limits.max_connections;
+        let task = tokio::spawn(accept_loop(filter, listener, max_connections, stopped));
         Ok(Server {
             addr: local,
             stop: Some(stop),
@@ -308,6 +312,82 @@ impl App {
         server.shutdown().await;
         Ok(())
     }
+}
+
+/// Serves connections as `warp::serve(filter).incoming(listener).graceful(..)` does, plus
+/// the connection limit: warp's acceptor trait is sealed (only its own listener types), so
+/// the limit cannot wrap the listener it takes. Each accepted stream holds a
+/// [`http::limits::ConnectionSlot`] until it is dropped (after an upgrade, when the
+/// WebSocket ends); over the limit, a connection gets 503 with `Retry-After` and is closed.
+async fn accept_loop(
+    filter: BoxedFilter<(Response,)>,
+    listener: TcpListener,
+    max_connections: usize,
+    stopped: oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use tower_service::Service;
+
+    let graceful = GracefulShutdown::new();
+    let count = std::sync::Arc::new(http::limits::ConnectionCount::default());
+    let refusing = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        // Out of file descriptors, most likely: wait for some to close.
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            _ = &mut stopped => break,
+        };
+        let Some(slot) = count.acquire(max_connections) else {
+            tracing::debug!(%peer, max_connections, "refusing a connection over the limit");
+            // A flood is not answered one by one: past a few dozen refusals in flight, the
+            // connection is just closed.
+            if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    http::limits::refuse_connection(stream, max_connections).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(http::limits::Counted {
+            io: stream,
+            _slot: slot,
+        });
+        let svc = warp::service(filter.clone());
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(http::limits::ClientAddr(peer));
+                svc.clone().call(req)
+            });
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let builder = Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Answers CONNECT with 405 before any other filter sees it: its target has no path, and

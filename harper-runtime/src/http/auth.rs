@@ -32,7 +32,7 @@ pub fn filter(auth: Auth, body_limit: usize) -> BoxedFilter<(Response,)> {
         .and(warp::path::tail())
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(crate::http::limits::remote_addr())
         .and(warp::body::stream())
         .then(
             move |tail: warp::path::Tail,

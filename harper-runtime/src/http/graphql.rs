@@ -35,7 +35,7 @@ pub fn filter(
         base.and(warp::ws())
             .and(warp::header::optional::<String>("sec-websocket-protocol"))
             .and(warp::header::headers_cloned())
-            .and(warp::addr::remote())
+            .and(crate::http::limits::remote_addr())
             .map(
                 move |ws: warp::ws::Ws,
                       protocols: Option<String>,
@@ -72,7 +72,7 @@ pub fn filter(
         .and(warp::method())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(crate::http::limits::remote_addr())
         .and(warp::body::stream())
         .then(
             move |method: Method,

@@ -4,6 +4,7 @@
 pub mod auth;
 mod error;
 pub mod graphql;
+pub(crate) mod limits;
 pub mod negotiate;
 pub mod openapi;
 pub mod ops;
@@ -18,6 +19,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 pub use error::ApiError;
+pub use limits::Limits;
 pub use realtime::RealtimeConfig;
 pub use rest::{MAX_ID_BYTES, SORT_SCAN_LIMIT};
 
@@ -56,6 +58,7 @@ pub fn rest_api(
     tables: &[&'static TableDef],
     body_limit: usize,
     realtime: RealtimeConfig,
+    limits: Limits,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> BoxedFilter<(Response,)> {
     let mut by_name = HashMap::new();
@@ -70,6 +73,8 @@ pub fn rest_api(
         tables: by_name,
         body_limit,
         realtime,
+        subscriptions: limits::SubscriptionCount::new(&limits),
+        limits,
         shutdown,
     });
     let ws = realtime::ws_filter(state.clone());
@@ -77,7 +82,7 @@ pub fn rest_api(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(limits::remote_addr())
         .and(warp::body::stream())
         .then(
             move |method,

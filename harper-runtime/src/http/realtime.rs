@@ -103,12 +103,15 @@ pub(crate) struct Request {
 pub(crate) struct Feed {
     sub: Subscription,
     owned: Option<OwnedFilter>,
+    /// Its place among the open subscriptions (`Limits`), freed when the feed is dropped.
+    _slot: Option<super::limits::SubscriptionSlot>,
 }
 
 impl Feed {
     pub(crate) fn new(sub: Subscription, access: Access) -> Feed {
         Feed {
             sub,
+            _slot: None,
             owned: match access {
                 Access::All => None,
                 Access::Owned(check) => Some(OwnedFilter {
@@ -279,12 +282,18 @@ pub(crate) fn request(
     })
 }
 
-fn subscribe(state: &ApiState, r: Request) -> Result<Feed, ApiError> {
+fn subscribe(
+    state: &ApiState,
+    r: Request,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Feed, ApiError> {
+    let slot = state.subscriptions.acquire(peer)?;
     let sub = state
         .db
         .subscribe_with(r.def, r.target, r.since, state.realtime.queue)?;
     Ok(Feed {
         sub,
+        _slot: Some(slot),
         owned: r.owned.map(|check| OwnedFilter {
             check,
             holding: Default::default(),
@@ -348,7 +357,7 @@ pub(crate) fn sse(
     if req.method == warp::http::Method::HEAD {
         return Ok(sse_response(Response::new(Vec::new().into())));
     }
-    let sub = subscribe(state, r)?;
+    let sub = subscribe(state, r, req.peer)?;
     let mut heartbeat = tokio::time::interval(state.realtime.heartbeat);
     heartbeat.reset();
     let shutdown = state.shutdown.clone();
@@ -440,7 +449,7 @@ pub(crate) async fn serve_socket(
         .map_err(ApiError::from);
     let feed = who.and_then(|who| {
         let caller = state.auth.caller(who);
-        request(&state, &caller, &path, &query, None).and_then(|r| subscribe(&state, r))
+        request(&state, &caller, &path, &query, None).and_then(|r| subscribe(&state, r, peer))
     });
     let mut sub = match feed {
         Ok(sub) => sub,
@@ -560,7 +569,7 @@ pub(crate) fn ws_filter(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(crate::http::limits::remote_addr())
         .map(
             move |ws: warp::ws::Ws,
                   path: warp::path::FullPath,

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use futures::{Stream, StreamExt};
@@ -46,6 +47,9 @@ pub struct ApiState {
     pub tables: HashMap<&'static str, &'static TableDef>,
     pub body_limit: usize,
     pub realtime: super::realtime::RealtimeConfig,
+    pub limits: super::Limits,
+    /// Open WebSocket and SSE subscriptions (see [`super::Limits`]).
+    pub(crate) subscriptions: Arc<super::limits::SubscriptionCount>,
     /// Becomes true when the server shuts down: subscriptions end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -575,11 +579,25 @@ async fn get_collection(
             &req.method,
         ));
     }
+    // With `max_rows`, a query that may return more is run buffered with one row over the
+    // cap, and refused when that row shows up (before anything is sent).
+    let capped = state
+        .limits
+        .max_rows
+        .filter(|&max| query.limit.is_none_or(|l| l > max));
+    let watch = super::limits::RowWatch::new(&state.limits, capped);
     if let Access::Owned(check) = access {
-        return owned_collection(state, def, query, format, check).await;
+        return owned_collection(state, def, query, format, check, watch).await;
+    }
+    if let Some(max) = capped {
+        let query = Query {
+            limit: Some(max.saturating_add(1)),
+            ..query
+        };
+        return buffered_collection(state, def, query, format, watch).await;
     }
     if query::budgetable(&query)
-        && let Some(body) = small_collection(state, def, &query, format)?
+        && let Some(body) = small_collection(state, def, &query, format, watch.clone())?
     {
         let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
         r.headers_mut()
@@ -590,8 +608,9 @@ async fn get_collection(
         .limit
         .is_some_and(|l| l.saturating_add(query.offset) <= BUFFERED_ROWS)
     {
-        return buffered_collection(state, def, query, format).await;
+        return buffered_collection(state, def, query, format, watch).await;
     }
+    let mut watch = watch;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
     let db = state.db.clone();
     tokio::task::spawn_blocking(move || {
@@ -603,6 +622,9 @@ async fn get_collection(
             let select = query.select.clone();
             let mut gone = false;
             rtx.query_each(def, &query, &mut |row: StoredRecord| {
+                if !watch.admit() {
+                    return Ok(false);
+                }
                 encode_row(rtx, def, select.as_ref(), &row, &mut encoder, &mut buf)?;
                 if buf.len() >= CHUNK {
                     let chunk = Bytes::from(std::mem::replace(
@@ -616,7 +638,11 @@ async fn get_collection(
                 }
                 Ok(true)
             })?;
-            if !gone {
+            if let Some(e) = watch.error() {
+                // Before the first chunk: a 400. After it: the body is aborted, so the
+                // client sees it incomplete.
+                let _ = failed.blocking_send(Chunk::Fail(e));
+            } else if !gone {
                 encoder.finish(&mut buf);
                 let _ = tx.blocking_send(Chunk::Data(Bytes::from(buf)));
             }
@@ -688,10 +714,15 @@ fn small_collection(
     def: &'static TableDef,
     query: &Query,
     format: Format,
+    mut watch: super::limits::RowWatch,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    Ok(state
+    let body = state
         .db
-        .read(|rtx| encode_collection(rtx, def, query, format, Some(INLINE_READS)))?)
+        .read(|rtx| encode_collection(rtx, def, query, format, Some(INLINE_READS), &mut watch))?;
+    match watch.error() {
+        Some(e) => Err(e),
+        None => Ok(body),
+    }
 }
 
 async fn buffered_collection(
@@ -699,14 +730,19 @@ async fn buffered_collection(
     def: &'static TableDef,
     query: Query,
     format: Format,
+    mut watch: super::limits::RowWatch,
 ) -> Result<Response, ApiError> {
     let db = state.db.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        db.read(|rtx| encode_collection(rtx, def, &query, format, None))
+    let (body, watch) = tokio::task::spawn_blocking(move || {
+        let body = db.read(|rtx| encode_collection(rtx, def, &query, format, None, &mut watch));
+        (body, watch)
     })
     .await
-    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))??
-    .unwrap_or_default();
+    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))?;
+    if let Some(e) = watch.error() {
+        return Err(e);
+    }
+    let body = body?.unwrap_or_default();
     let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
     r.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
@@ -721,10 +757,11 @@ async fn owned_collection(
     query: Query,
     format: Format,
     check: crate::auth::OwnedCheck,
+    mut watch: super::limits::RowWatch,
 ) -> Result<Response, ApiError> {
     let db = state.db.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        db.read(|rtx| {
+    let (body, watch) = tokio::task::spawn_blocking(move || {
+        let body = db.read(|rtx| {
             let unbounded = Query {
                 limit: None,
                 offset: 0,
@@ -738,12 +775,19 @@ async fn owned_collection(
                 if left == 0 {
                     return Ok(false);
                 }
+                if Instant::now() >= watch.deadline {
+                    watch.stopped = Some(super::limits::Stop::Timeout);
+                    return Ok(false);
+                }
                 if !check.owns(row.json()) {
                     return Ok(true);
                 }
                 if skip > 0 {
                     skip -= 1;
                     return Ok(true);
+                }
+                if !watch.admit() {
+                    return Ok(false);
                 }
                 left -= 1;
                 encode_row(
@@ -758,10 +802,15 @@ async fn owned_collection(
             })?;
             encoder.finish(&mut buf);
             Ok::<_, Error>(buf)
-        })
+        });
+        (body, watch)
     })
     .await
-    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))??;
+    .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))?;
+    if let Some(e) = watch.error() {
+        return Err(e);
+    }
+    let body = body?;
     let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
     r.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
@@ -775,11 +824,15 @@ fn encode_collection(
     query: &Query,
     format: Format,
     budget: Option<u64>,
+    watch: &mut super::limits::RowWatch,
 ) -> crate::Result<Option<Vec<u8>>> {
     let mut encoder = CollectionEncoder::new(format);
     let mut buf = Vec::with_capacity(8 * 1024);
     encoder.begin(&mut buf);
     let (_, over_budget) = query::run_bounded(rtx, def, query, budget, &mut |row| {
+        if !watch.admit() {
+            return Ok(false);
+        }
         encode_row(
             rtx,
             def,
