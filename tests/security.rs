@@ -625,6 +625,54 @@ async fn subscriptions_are_authorized_at_connect_and_filtered_per_record() {
 }
 
 #[tokio::test]
+async fn a_resuming_owner_learns_of_its_records_deleted_while_away() {
+    let f = start().await;
+    let alice = f.session().await;
+    let (st, _) = f
+        .call(
+            reqwest::Method::PUT,
+            "/CartItem/a1",
+            Some(&alice.token),
+            Some(item("a1", &alice.id, 1)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let since = f.db.last_seq();
+    let (st, _) = f
+        .call(
+            reqwest::Method::DELETE,
+            "/CartItem/a1",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let mut stream = f
+        .anon
+        .get(f.url(&format!("/CartItem/?since={since}")))
+        .header("accept", "text/event-stream")
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains("\"delete\"") && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(
+        seen.contains("\"delete\"") && seen.contains("\"a1\""),
+        "{seen}"
+    );
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn graphql_obeys_the_same_permissions() {
     let f = start().await;
     let alice = f.session().await;

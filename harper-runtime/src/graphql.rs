@@ -507,7 +507,7 @@ fn subscription_field(db: Database, def: &'static TableDef) -> SubscriptionField
                 .read;
             let access = caller.access(def, "subscribe to", &read).map_err(error)?;
             let sub = db.subscribe_to(def, target, since).map_err(error)?;
-            let feed = crate::http::realtime::Feed::new(sub, access);
+            let feed = crate::http::realtime::Feed::new(sub, access, since.is_some());
             let stream = futures::stream::unfold(
                 (Some(feed), std::collections::VecDeque::new()),
                 move |(state, mut pending)| async move {

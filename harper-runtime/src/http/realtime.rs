@@ -108,7 +108,9 @@ pub(crate) struct Feed {
 }
 
 impl Feed {
-    pub(crate) fn new(sub: Subscription, access: Access) -> Feed {
+    /// `resumed`: the subscription replays the change log (`since`), so the client may
+    /// hold records this feed has not sent.
+    pub(crate) fn new(sub: Subscription, access: Access, resumed: bool) -> Feed {
         Feed {
             sub,
             _slot: None,
@@ -117,6 +119,7 @@ impl Feed {
                 Access::Owned(check) => Some(OwnedFilter {
                     check,
                     holding: Default::default(),
+                    resumed,
                 }),
             },
         }
@@ -144,6 +147,9 @@ struct OwnedFilter {
     check: OwnedCheck,
     /// Ids (as JSON text) of records the client was sent and still holds.
     holding: std::collections::HashSet<Box<str>>,
+    /// A resumed client may hold records sent before it reconnected: deletes of records
+    /// this feed cannot place are passed on (their id only) rather than leave it stale.
+    resumed: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -178,7 +184,8 @@ impl OwnedFilter {
                 )),
                 resume_point: m.resume_point,
             }),
-            _ => self.holding.remove(id).then_some(m),
+            // delete, unmatched
+            _ => (self.holding.remove(id) || self.resumed).then_some(m),
         }
     }
 }
@@ -297,6 +304,7 @@ fn subscribe(
         owned: r.owned.map(|check| OwnedFilter {
             check,
             holding: Default::default(),
+            resumed: r.since.is_some(),
         }),
     })
 }
