@@ -111,6 +111,22 @@ impl Fixture {
     }
 }
 
+/// Appends what an event stream sends to `seen` until it holds `needle` (or 5 s pass).
+async fn read_until(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    seen: &mut String,
+    needle: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains(needle) && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
 fn item(id: &str, session: &str, quantity: i32) -> Value {
     json!({"id": id, "productId": "p01", "sessionId": session, "quantity": quantity})
 }
@@ -566,14 +582,7 @@ async fn subscriptions_are_authorized_at_connect_and_filtered_per_record() {
         assert_eq!(st, StatusCode::NO_CONTENT);
     }
     let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !seen.contains("\"m1\"") && tokio::time::Instant::now() < deadline {
-        if let Ok(Some(Ok(chunk))) =
-            tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-        {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
+    read_until(&mut stream, &mut seen, "\"m1\"").await;
     assert!(seen.contains("\"m1\""), "{seen}");
     // A little longer, in case a later event slipped through.
     if let Ok(Some(Ok(chunk))) =
@@ -657,14 +666,7 @@ async fn a_resuming_owner_learns_of_its_records_deleted_while_away() {
         .unwrap()
         .bytes_stream();
     let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !seen.contains("\"delete\"") && tokio::time::Instant::now() < deadline {
-        if let Ok(Some(Ok(chunk))) =
-            tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-        {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
+    read_until(&mut stream, &mut seen, "\"delete\"").await;
     assert!(
         seen.contains("\"delete\"") && seen.contains("\"a1\""),
         "{seen}"
