@@ -103,6 +103,16 @@ impl Fixture {
         )
     }
 
+    /// Puts cart item `id` (one unit of p01) into `owner`'s cart, as `owner`.
+    async fn put_item(&self, owner: &Session, id: &str) {
+        let path = format!("/CartItem/{id}");
+        let body = Some(item(id, &owner.id, 1));
+        let (st, answer) = self
+            .call(reqwest::Method::PUT, &path, Some(&owner.token), body)
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{answer}");
+    }
+
     fn cart_items(&self) -> usize {
         self.db
             .read(|tx| tx.query::<CartItem>(&Query::new()))
@@ -390,15 +400,7 @@ async fn another_owners_cart_cannot_be_read_changed_or_taken() {
     let alice = f.session().await;
     let mallory = f.session().await;
     assert_ne!(alice.id, mallory.id);
-    let (st, _) = f
-        .call(
-            reqwest::Method::PUT,
-            "/CartItem/a1",
-            Some(&alice.token),
-            Some(item("a1", &alice.id, 1)),
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    f.put_item(&alice, "a1").await;
     // Guests cannot write the catalog.
     let (st, _) = f
         .call(
@@ -528,15 +530,7 @@ async fn subscriptions_are_authorized_at_connect_and_filtered_per_record() {
     let f = start().await;
     let alice = f.session().await;
     let mallory = f.session().await;
-    let (st, _) = f
-        .call(
-            reqwest::Method::PUT,
-            "/CartItem/a1",
-            Some(&alice.token),
-            Some(item("a1", &alice.id, 1)),
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    f.put_item(&alice, "a1").await;
 
     // SSE: anonymous is refused; Mallory's stream of the collection shows only hers.
     let r = f
@@ -637,15 +631,7 @@ async fn subscriptions_are_authorized_at_connect_and_filtered_per_record() {
 async fn a_resuming_owner_learns_of_its_records_deleted_while_away() {
     let f = start().await;
     let alice = f.session().await;
-    let (st, _) = f
-        .call(
-            reqwest::Method::PUT,
-            "/CartItem/a1",
-            Some(&alice.token),
-            Some(item("a1", &alice.id, 1)),
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    f.put_item(&alice, "a1").await;
     let since = f.db.last_seq();
     let (st, _) = f
         .call(
@@ -679,15 +665,7 @@ async fn graphql_obeys_the_same_permissions() {
     let f = start().await;
     let alice = f.session().await;
     let mallory = f.session().await;
-    let (st, _) = f
-        .call(
-            reqwest::Method::PUT,
-            "/CartItem/a1",
-            Some(&alice.token),
-            Some(item("a1", &alice.id, 1)),
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    f.put_item(&alice, "a1").await;
     let gql = |token: Option<&str>, query: &str| {
         let mut req = f
             .anon

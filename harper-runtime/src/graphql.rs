@@ -501,10 +501,7 @@ fn subscription_field(db: Database, def: &'static TableDef) -> SubscriptionField
                 None => Target::Collection(args_query(def, &ctx)?.filter),
             };
             let caller = caller(&ctx)?;
-            let read = def
-                .export
-                .map_or(crate::schema::Access::DEFAULT, |e| e.access)
-                .read;
+            let read = def.access().read;
             let access = caller.access(def, "subscribe to", &read).map_err(error)?;
             let sub = db.subscribe_to(def, target, since).map_err(error)?;
             let feed = crate::http::realtime::Feed::new(sub, access, since.is_some());
@@ -918,10 +915,7 @@ fn caller(ctx: &ResolverContext) -> async_graphql::Result<Caller> {
 
 /// What the caller may read of `def`: an error (`unauthorized` / `forbidden`) when nothing.
 fn read_access(ctx: &ResolverContext, def: &'static TableDef) -> async_graphql::Result<Access> {
-    let read = def
-        .export
-        .map_or(crate::schema::Access::DEFAULT, |e| e.access)
-        .read;
+    let read = def.access().read;
     caller(ctx)?.access(def, "read", &read).map_err(error)
 }
 

@@ -232,6 +232,11 @@ impl TableDef {
     pub fn export_name(&self) -> Option<&'static str> {
         self.export.map(|e| e.name)
     }
+
+    /// Who may do what over HTTP: the export's permissions (the defaults if not exported).
+    pub fn access(&self) -> Access {
+        self.export.map_or(Access::DEFAULT, |e| e.access)
+    }
 }
 
 /// Const helpers the macro uses for compile-time checks across tables.

@@ -253,10 +253,7 @@ pub(crate) fn request(
             ));
         }
     };
-    let read = def
-        .export
-        .map_or(crate::schema::Access::DEFAULT, |e| e.access)
-        .read;
+    let read = def.access().read;
     let owned = match caller.access(def, "subscribe to", &read)? {
         Access::All => None,
         Access::Owned(check) => {

@@ -148,11 +148,11 @@ where
         },
         Target::Description(def) => match *m {
             Method::GET | Method::HEAD if !req.query.is_empty() => {
-                let access = caller.access(def, "read", &rules(def).read)?;
+                let access = caller.access(def, "read", &def.access().read)?;
                 get_collection(state, def, req, access).await
             }
             Method::GET | Method::HEAD => {
-                caller.access(def, "read", &rules(def).read)?;
+                caller.access(def, "read", &def.access().read)?;
                 Ok(json_response(
                     StatusCode::OK,
                     describe(state, def).to_string().into_bytes(),
@@ -168,11 +168,11 @@ where
         },
         Target::Collection(def) => match *m {
             Method::GET | Method::HEAD => {
-                let access = caller.access(def, "read", &rules(def).read)?;
+                let access = caller.access(def, "read", &def.access().read)?;
                 get_collection(state, def, req, access).await
             }
             Method::POST => {
-                caller.access(def, "create", &rules(def).create)?;
+                caller.access(def, "create", &def.access().create)?;
                 post(state, def, req, body, caller).await
             }
             Method::DELETE => delete_matching(state, def, req, caller).await,
@@ -191,23 +191,23 @@ where
             let id = decode_id(raw_id)?;
             match *m {
                 Method::GET | Method::HEAD => {
-                    let access = caller.access(def, "read", &rules(def).read)?;
+                    let access = caller.access(def, "read", &def.access().read)?;
                     get_record(state, def, &id, req, &access, &caller)
                 }
                 Method::PUT => {
                     // Create or update: refuse early (before reading the body) only when
                     // neither is granted; the transaction decides which applies.
-                    if caller.access(def, "create", &rules(def).create).is_err() {
-                        caller.access(def, "update", &rules(def).update)?;
+                    if caller.access(def, "create", &def.access().create).is_err() {
+                        caller.access(def, "update", &def.access().update)?;
                     }
                     put(state, def, &id, req, body, caller).await
                 }
                 Method::PATCH => {
-                    caller.access(def, "update", &rules(def).update)?;
+                    caller.access(def, "update", &def.access().update)?;
                     patch(state, def, &id, req, body, caller).await
                 }
                 Method::DELETE => {
-                    caller.access(def, "delete", &rules(def).delete)?;
+                    caller.access(def, "delete", &def.access().delete)?;
                     delete_record(state, def, &id, caller).await
                 }
                 Method::OPTIONS => Ok(options(RECORD_ALLOW)),
@@ -219,12 +219,6 @@ where
             }
         }
     }
-}
-
-/// The table's permissions (every served table is exported).
-fn rules(def: &TableDef) -> crate::schema::Access {
-    def.export
-        .map_or(crate::schema::Access::DEFAULT, |e| e.access)
 }
 
 fn export(def: &TableDef) -> &'static str {
@@ -1103,7 +1097,7 @@ async fn delete_matching(
         )
         .into());
     }
-    caller.access(def, "delete", &rules(def).delete)?;
+    caller.access(def, "delete", &def.access().delete)?;
     let query = parse(def, &req.query)?;
     // A query string that names no condition (`?&&&`, `?limit(5)`) is almost surely a mistake;
     // deleting every record takes the bare collection URL.
