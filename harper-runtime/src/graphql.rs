@@ -11,6 +11,7 @@
 //! - a subscription field `T(<key>:, filter:, since:)` yielding `TEvent { type id value seq }`
 //!   from [`Database::subscribe_to`].
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,12 @@ use async_graphql::dynamic::{
     Schema, SchemaError, Subscription as SubscriptionType, SubscriptionField,
     SubscriptionFieldFuture, TypeRef, ValueAccessor,
 };
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection,
+};
 use async_graphql::{ErrorExtensions, Name, Value as GqlValue};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::auth::{Access, Auth, Caller};
@@ -72,6 +77,9 @@ pub struct GraphQl {
     /// Parsed documents by query text: clients repeat a few queries, and parsing is a third
     /// of the cost of a small request.
     documents: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+    /// What is known of each query text seen without variables or an operation name: a
+    /// [`Plan`] when it is valid and simple enough to answer directly, `None` when not.
+    plans: Arc<Mutex<HashMap<String, Option<Arc<Plan>>>>>,
 }
 
 /// Documents kept in the parse cache (it is emptied when full).
@@ -100,6 +108,7 @@ impl GraphQl {
             auth,
             tables: Arc::new(exported.iter().map(|d| (d.name, *d)).collect()),
             documents: Arc::new(Mutex::new(HashMap::new())),
+            plans: Arc::new(Mutex::new(HashMap::new())),
         }))
     }
 
@@ -140,6 +149,285 @@ impl GraphQl {
             tokio::spawn,
         );
         (request.data(loader).data(stats.clone()).data(caller), stats)
+    }
+}
+
+// ---- direct answers ----------------------------------------------------------------------
+
+/// How the HTTP endpoint answers a request (see [`GraphQl::route`]).
+pub enum Route {
+    /// From a cached [`Plan`], without the general executor.
+    Plan(Arc<Plan>),
+    /// By the executor, then [`GraphQl::learn`] from its response (the first sight of this
+    /// query text).
+    Learn(String),
+    /// By the executor.
+    Execute,
+}
+
+/// A valid query of the commonest shape: one table field with constant arguments, selecting
+/// stored attributes only (no relationships, fragments, directives, variables or
+/// `__typename`). It runs the same query as the field's resolver, under the same read
+/// permission, and writes the answer straight from the stored JSON, byte for byte what the
+/// executor would write.
+pub struct Plan {
+    def: &'static TableDef,
+    /// `"<response key>":` of the table field.
+    key: Vec<u8>,
+    query: Query,
+    fields: Vec<PlanField>,
+}
+
+struct PlanField {
+    /// `"<response key>":`.
+    key: Vec<u8>,
+    /// The stored attribute.
+    name: &'static str,
+    /// Whether the GraphQL type allows null (else a missing value is the executor's error).
+    nullable: bool,
+    /// A list type (the executor reports any other stored value as an error).
+    list: bool,
+}
+
+impl GraphQl {
+    /// Whether `request` may be answered from a plan. Only requests without variables or an
+    /// operation name are planned, so that the query text alone decides.
+    pub fn route(&self, request: &async_graphql::Request) -> Route {
+        if request.query.len() > CACHED_QUERY_BYTES
+            || request.operation_name.is_some()
+            || !request.variables.is_empty()
+            || !request.uploads.is_empty()
+        {
+            return Route::Execute;
+        }
+        let plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        match plans.get(&request.query) {
+            Some(Some(plan)) => Route::Plan(plan.clone()),
+            Some(None) => Route::Execute,
+            None => Route::Learn(request.query.clone()),
+        }
+    }
+
+    /// Keeps what the executor's `response` to `query` (a [`Route::Learn`]) shows: a query
+    /// that passed parsing and validation gets a plan when its shape allows one.
+    pub fn learn(&self, query: String, response: &async_graphql::Response) {
+        // Errors without a path are the request's own (parse, validation): nothing to keep.
+        if response.errors.iter().any(|e| e.path.is_empty()) {
+            return;
+        }
+        let plan = async_graphql::parser::parse_query(&query)
+            .ok()
+            .and_then(|doc| self.plan(&doc))
+            .map(Arc::new);
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() >= CACHED_DOCUMENTS {
+            plans.clear();
+        }
+        plans.insert(query, plan);
+    }
+
+    /// The plan of a validated document, when it has the shape [`Plan`] covers.
+    fn plan(&self, doc: &ExecutableDocument) -> Option<Plan> {
+        if !doc.fragments.is_empty() {
+            return None;
+        }
+        let op = match &doc.operations {
+            DocumentOperations::Single(op) => &op.node,
+            DocumentOperations::Multiple(ops) if ops.len() == 1 => &ops.values().next()?.node,
+            DocumentOperations::Multiple(_) => return None,
+        };
+        if op.ty != OperationType::Query
+            || !op.variable_definitions.is_empty()
+            || !op.directives.is_empty()
+        {
+            return None;
+        }
+        let [root] = op.selection_set.node.items.as_slice() else {
+            return None;
+        };
+        let Selection::Field(root) = &root.node else {
+            return None;
+        };
+        let root = &root.node;
+        if !root.directives.is_empty() {
+            return None;
+        }
+        let def = *self.tables.get(root.name.node.as_str())?;
+        let mut args: HashMap<&str, GqlValue> = HashMap::new();
+        for (name, value) in &root.arguments {
+            args.insert(name.node.as_str(), value.node.clone().into_const()?);
+        }
+        let query = query_from_args(def, |name| args.get(name)).ok()?;
+        let mut keys = HashSet::new();
+        let mut fields = Vec::new();
+        for item in &root.selection_set.node.items {
+            let Selection::Field(f) = &item.node else {
+                return None;
+            };
+            let f = &f.node;
+            if !f.directives.is_empty()
+                || !f.arguments.is_empty()
+                || !f.selection_set.node.items.is_empty()
+            {
+                return None;
+            }
+            let field = def.fields.iter().find(|d| d.name == f.name.node.as_str())?;
+            let key = f.response_key().node.as_str();
+            if !keys.insert(key) {
+                return None;
+            }
+            fields.push(PlanField {
+                key: json_key(key)?,
+                name: field.name,
+                nullable: !matches!(output_type(field), TypeRef::NonNull(_)),
+                list: field.ty.list,
+            });
+        }
+        Some(Plan {
+            def,
+            key: json_key(root.response_key().node.as_str())?,
+            query,
+            fields,
+        })
+    }
+
+    /// The response body of `plan` for `caller`; `None` when the executor must answer
+    /// instead (an error to report, or a stored value the plan does not write).
+    pub async fn answer(&self, plan: &Plan, caller: &Caller) -> Option<Vec<u8>> {
+        let access = caller
+            .access(plan.def, "read", &plan.def.access().read)
+            .ok()?;
+        let rows = read_stored(&self.db, plan.def, &plan.query, access)
+            .await
+            .ok()?;
+        let size: usize = rows.iter().map(|r| r.json().len() + 2).sum();
+        let mut out = Vec::with_capacity(size + 64);
+        out.extend_from_slice(b"{\"data\":{");
+        out.extend_from_slice(&plan.key);
+        out.push(b'[');
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let entries: Entries = serde_json::from_slice(row.json()).ok()?;
+            out.push(b'{');
+            for (j, f) in plan.fields.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&f.key);
+                write_stored_value(&mut out, entries.get(f.name), f)?;
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}}");
+        Some(out)
+    }
+}
+
+/// `"key":`.
+fn json_key(key: &str) -> Option<Vec<u8>> {
+    let mut out = serde_json::to_vec(key).ok()?;
+    out.push(b':');
+    Some(out)
+}
+
+/// Writes a stored attribute's value as the executor would (the serialization of the value
+/// parsed from the stored JSON); `None` when the executor would report an error instead.
+fn write_stored_value(out: &mut Vec<u8>, raw: Option<&RawValue>, f: &PlanField) -> Option<()> {
+    let text = raw.map(|r| r.get().trim()).unwrap_or("null");
+    let first = *text.as_bytes().first()?;
+    if first == b'n' {
+        if text != "null" || !f.nullable {
+            return None;
+        }
+        out.extend_from_slice(b"null");
+        return Some(());
+    }
+    if f.list && first != b'[' {
+        return None;
+    }
+    match first {
+        // Without escapes (or control characters, which serde_json escapes) the stored
+        // text is what serializing the parsed string gives.
+        b'"' if !text[1..].bytes().any(|b| b == b'\\' || b < 0x20) => {
+            out.extend_from_slice(text.as_bytes());
+        }
+        b'"' => {
+            let s: String = serde_json::from_str(text).ok()?;
+            serde_json::to_writer(&mut *out, &s).ok()?;
+        }
+        b't' | b'f' => {
+            let b: bool = serde_json::from_str(text).ok()?;
+            out.extend_from_slice(if b { b"true" } else { b"false" });
+        }
+        b'-' | b'0'..=b'9' => {
+            let n: serde_json::Number = serde_json::from_str(text).ok()?;
+            serde_json::to_writer(&mut *out, &n).ok()?;
+        }
+        b'[' | b'{' => {
+            let v: Value = serde_json::from_str(text).ok()?;
+            serde_json::to_writer(&mut *out, &v).ok()?;
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// A stored JSON object's attributes, borrowed from its bytes.
+struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Entries<'a> {
+    /// The value of `name` (the last one, as a parsed map keeps).
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key<'a>(Cow<'a, str>);
+        impl<'de> Deserialize<'de> for Key<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct KeyVisitor;
+                impl<'de> Visitor<'de> for KeyVisitor {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("an attribute name")
+                    }
+                    fn visit_borrowed_str<E: serde::de::Error>(
+                        self,
+                        v: &'de str,
+                    ) -> Result<Key<'de>, E> {
+                        Ok(Key(Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                        Ok(Key(Cow::Owned(v.to_owned())))
+                    }
+                }
+                d.deserialize_str(KeyVisitor)
+            }
+        }
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(EntriesVisitor)
     }
 }
 
@@ -303,7 +591,7 @@ fn query_field(db: Database, def: &'static TableDef) -> Field {
                 let query = args_query(def, &ctx)?;
                 let stats = ctx.data::<Arc<RequestStats>>().ok().cloned();
                 let access = read_access(&ctx, def)?;
-                let rows = run_query(&db, def, query, access).await?;
+                let rows = run_query(&db, def, &query, access).await?;
                 if let Some(s) = stats {
                     s.add(rows.len());
                 }
@@ -555,13 +843,18 @@ fn subscription_field(db: Database, def: &'static TableDef) -> SubscriptionField
 
 /// The query the arguments of a table field describe.
 fn args_query(def: &'static TableDef, ctx: &ResolverContext) -> async_graphql::Result<Query> {
-    let mut query = match ctx
-        .args
-        .get("filter")
-        .filter(|_| def.field("filter").is_none())
-    {
-        Some(v) if !v.is_null() => {
-            let text = v.string()?;
+    query_from_args(def, |name| ctx.args.get(name).map(|v| v.as_value()))
+}
+
+/// The query the arguments of a table field describe, given each argument's value by name
+/// (as the resolver sees it, or as a cached plan holds it).
+fn query_from_args<'v>(
+    def: &'static TableDef,
+    arg: impl Fn(&str) -> Option<&'v GqlValue>,
+) -> async_graphql::Result<Query> {
+    let mut query = match arg("filter").filter(|_| def.field("filter").is_none()) {
+        Some(v) if *v != GqlValue::Null => {
+            let text = arg_string(v)?;
             let is_attribute =
                 |name: &str| def.field(name).is_some() || def.relationship(name).is_some();
             let mut q = parse_query(text, &is_attribute)
@@ -572,34 +865,40 @@ fn args_query(def: &'static TableDef, ctx: &ResolverContext) -> async_graphql::R
         _ => Query::new(),
     };
     for f in def.fields {
-        if let Some(v) = ctx.args.get(f.name).filter(|_| f.ty.scalar.is_indexable()) {
+        if let Some(v) = arg(f.name).filter(|_| f.ty.scalar.is_indexable()) {
             query = query.filter(Filter::Condition(Condition {
                 path: vec![f.name.to_owned()],
                 op: Op::Eq,
-                value: Operand::Json(accessor_json(&v)),
+                value: Operand::Json(gql_json(v)),
                 position: None,
             }));
         }
     }
     if def.field("sort").is_none()
-        && let Some(v) = ctx.args.get("sort").filter(|v| !v.is_null())
+        && let Some(v) = arg("sort").filter(|v| **v != GqlValue::Null)
     {
         query.sort.clear();
-        match v.as_value() {
+        match v {
             GqlValue::String(key) => query = query.sort_by(key),
-            _ => {
-                for key in v.list()?.iter() {
-                    query = query.sort_by(key.string()?);
+            GqlValue::List(keys) => {
+                for key in keys {
+                    query = query.sort_by(arg_string(key)?);
                 }
             }
+            _ => return Err(async_graphql::Error::new("internal: not a list")),
         }
     }
     for name in ["limit", "offset"] {
         if def.field(name).is_some() {
             continue;
         }
-        if let Some(v) = ctx.args.get(name).filter(|v| !v.is_null()) {
-            let n = usize::try_from(v.i64()?)
+        if let Some(v) = arg(name).filter(|v| **v != GqlValue::Null) {
+            let n = match v {
+                GqlValue::Number(n) => n.as_i64(),
+                _ => None,
+            }
+            .ok_or_else(|| async_graphql::Error::new("internal: not an signed integer"))?;
+            let n = usize::try_from(n)
                 .map_err(|_| gql_error(&format!("{name} must not be negative"), "invalid_query"))?;
             if name == "limit" {
                 query.limit = Some(n);
@@ -611,12 +910,33 @@ fn args_query(def: &'static TableDef, ctx: &ResolverContext) -> async_graphql::R
     Ok(query)
 }
 
+fn arg_string(v: &GqlValue) -> async_graphql::Result<&str> {
+    match v {
+        GqlValue::String(s) => Ok(s),
+        _ => Err(async_graphql::Error::new("internal: not a string")),
+    }
+}
+
 async fn run_query(
     db: &Database,
     def: &'static TableDef,
-    query: Query,
+    query: &Query,
     access: Access,
 ) -> async_graphql::Result<Vec<Row>> {
+    read_stored(db, def, query, access)
+        .await?
+        .iter()
+        .map(stored_row)
+        .collect()
+}
+
+/// The records `query` selects that `access` lets the caller read, in order.
+async fn read_stored(
+    db: &Database,
+    def: &'static TableDef,
+    query: &Query,
+    access: Access,
+) -> async_graphql::Result<Vec<StoredRecord>> {
     if let Access::Owned(check) = access {
         // Only the caller's own records count, so offset and limit apply after the check.
         let unbounded = Query {
@@ -630,13 +950,12 @@ async fn run_query(
                 .await
                 .map_err(|e| error(Error::Io(std::io::Error::other(e.to_string()))))?
                 .map_err(error)?;
-        return rows
-            .iter()
+        return Ok(rows
+            .into_iter()
             .filter(|r| check.owns(r.json()))
             .skip(query.offset)
             .take(query.limit.unwrap_or(usize::MAX))
-            .map(stored_row)
-            .collect();
+            .collect());
     }
     // A lookup by primary key alone is a point read.
     if let (Some(Filter::Condition(c)), true) = (&query.filter, query.sort.is_empty())
@@ -650,22 +969,22 @@ async fn run_query(
         let found = db
             .read(|tx| tx.get_stored(def, json_atom(v)))
             .map_err(error)?;
-        return found.iter().map(stored_row).collect();
+        return Ok(found.into_iter().collect());
     }
     let inline = query
         .limit
         .is_some_and(|l| l.saturating_add(query.offset) <= INLINE_ROWS);
-    let rows = if inline {
-        db.read(|tx| tx.query_stored(def, &query))
+    if inline {
+        db.read(|tx| tx.query_stored(def, query))
     } else {
         let db = db.clone();
+        let query = query.clone();
         tokio::task::spawn_blocking(move || db.read(|tx| tx.query_stored(def, &query)))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
             .and_then(|r| r)
     }
-    .map_err(error)?;
-    rows.iter().map(stored_row).collect()
+    .map_err(error)
 }
 
 fn stored_row(r: &StoredRecord) -> async_graphql::Result<Row> {
@@ -876,7 +1195,11 @@ fn to_gql(v: &Value) -> GqlValue {
 }
 
 fn accessor_json(v: &ValueAccessor) -> Value {
-    v.as_value().clone().into_json().unwrap_or(Value::Null)
+    gql_json(v.as_value())
+}
+
+fn gql_json(v: &GqlValue) -> Value {
+    v.clone().into_json().unwrap_or(Value::Null)
 }
 
 fn json_atom(v: &Value) -> Atom {
