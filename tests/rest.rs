@@ -838,3 +838,89 @@ async fn shutdown_drains_in_flight_responses_then_refuses_connections() {
         "no new connections after shutdown"
     );
 }
+
+/// Exported tables own their read paths: a custom route that answers everything sees every
+/// other request (writes to tables included), never a GET or HEAD of a table.
+#[tokio::test]
+async fn table_reads_are_answered_before_custom_routes_and_nothing_else_is() {
+    use warp::Filter;
+    let db = Database::temporary().unwrap();
+    small_catalog(&db);
+    let catch_all = warp::any().and_then(|| async {
+        let mut r = warp::reply::Response::new("custom".into());
+        r.headers_mut()
+            .insert("x-custom", warp::http::HeaderValue::from_static("1"));
+        Ok::<_, warp::Rejection>(r)
+    });
+    let server = common::with_admin(
+        App::new(db)
+            .table::<Product>()
+            .table::<Category>()
+            .route(catch_all),
+    )
+    .bind("127.0.0.1:0")
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let http = common::admin_client();
+    for path in [
+        "/Product/p01",
+        "/Product/",
+        "/Product",
+        "/Product/?categoryId=toys",
+        "/Product/p01.name",
+        "/Product/nope",
+        "/Product/a/b",
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(r.headers().get("x-custom").is_none(), "GET {path}");
+        assert_eq!(
+            r.headers()["x-content-type-options"],
+            "nosniff",
+            "GET {path}"
+        );
+        let r = http.head(format!("{base}{path}")).send().await.unwrap();
+        assert!(r.headers().get("x-custom").is_none(), "HEAD {path}");
+    }
+    let r = http
+        .get(format!("{base}/Product/p01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], "p01");
+    // Everything else reaches the custom route first.
+    for (method, path) in [
+        ("POST", "/Product/"),
+        ("PUT", "/Product/p01"),
+        ("DELETE", "/Product/p01"),
+        ("OPTIONS", "/Product/p01"),
+        ("GET", "/"),
+        ("GET", "/elsewhere"),
+        ("GET", "/Productx/p01"),
+    ] {
+        let r = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("x-custom").map(|v| v.as_bytes()),
+            Some(&b"1"[..]),
+            "{method} {path}"
+        );
+        assert_eq!(
+            r.headers()["x-content-type-options"],
+            "nosniff",
+            "{method} {path}"
+        );
+    }
+    // Nothing was written: the custom route answered the writes.
+    let r = http
+        .get(format!("{base}/Product/p01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.shutdown().await;
+}

@@ -77,7 +77,10 @@ impl App {
         self
     }
 
-    /// Adds custom warp routes, tried before the table routes.
+    /// Adds custom warp routes, tried before the table routes for every request except
+    /// reads of an exported table (`GET`/`HEAD` on `/T`, `/T/`, `/T/<id>...`, not a WebSocket
+    /// upgrade): tables own their read paths, which are served without the filter chain.
+    /// A route may still take over a table's writes (say `POST /T/`) or any other path.
     pub fn route<F, R>(mut self, filter: F) -> App
     where
         F: Filter<Extract = (R,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
@@ -182,11 +185,18 @@ impl App {
         &self.db
     }
 
-    /// The complete filter: `/health` and `/metrics`, custom routes, then `/graphql`, then
-    /// the REST API.
+    /// The complete filter: `/health` and `/metrics`, `/auth`, custom routes, then
+    /// `/graphql`, then the REST API. Reads of exported tables (`GET`/`HEAD` on their
+    /// paths) go to the REST API before custom routes: tables own their read paths.
     pub fn filter(&self) -> Result<BoxedFilter<(Response,)>> {
+        Ok(self.assemble()?.0)
+    }
+
+    /// The complete filter, and the direct door for table reads that [`App::bind`] serves
+    /// them through (the same answers without the filter chain).
+    fn assemble(&self) -> Result<(BoxedFilter<(Response,)>, http::direct::DirectReads)> {
         let auth = self.auth()?;
-        let rest = http::rest_api(
+        let state = http::api_state(
             self.db.clone(),
             auth.clone(),
             &self.tables,
@@ -195,6 +205,7 @@ impl App {
             self.limits.clone(),
             self.shutdown.1.clone(),
         );
+        let rest = http::rest_filter(state.clone());
         let gql = if self.graphql {
             crate::graphql::GraphQl::build(self.db.clone(), auth.clone(), &self.tables)
         } else {
@@ -219,7 +230,11 @@ impl App {
             });
         }
         let all = match routes {
-            Some(custom) => custom.or(api).unify().boxed(),
+            Some(custom) => http::direct::not_a_table_read(state.clone())
+                .and(custom)
+                .or(api)
+                .unify()
+                .boxed(),
             None => api,
         };
         let all = http::auth::filter(auth, self.body_limit)
@@ -230,12 +245,11 @@ impl App {
         let ops = http::ops::filter(self.db.clone(), counts.clone());
         // CONNECT is answered before anything reads the path (warp's path filters panic on
         // its authority-form target), the instrumentation included.
-        let served = http::ops::instrument(counts, ops.or(all).unify().boxed());
+        let served = http::ops::instrument(counts.clone(), ops.or(all).unify().boxed());
         let served = connect_refused().or(served).unify().boxed();
-        Ok(http::security_headers(http::cors(
-            self.cors.clone(),
-            served,
-        )))
+        let filter = http::security_headers(http::cors(self.cors.clone(), served));
+        let direct = http::direct::DirectReads::new(state, counts, self.cors.clone());
+        Ok((filter, direct))
     }
 
     /// Checks what only start-up can: every table whose permissions name `owner` has an
@@ -283,7 +297,7 @@ impl App {
             return Err(e);
         }
         self.prepare()?;
-        let filter = self.filter()?;
+        let (filter, direct) = self.assemble()?;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),
@@ -294,7 +308,13 @@ impl App {
         let subscriptions = self.shutdown.0;
         let (stop, stopped) = oneshot::channel::<()>();
         let max_connections = self.limits.max_connections;
-        let task = tokio::spawn(accept_loop(filter, listener, max_connections, stopped));
+        let task = tokio::spawn(accept_loop(
+            filter,
+            std::sync::Arc::new(direct),
+            listener,
+            max_connections,
+            stopped,
+        ));
         Ok(Server {
             addr: local,
             stop: Some(stop),
@@ -321,6 +341,7 @@ impl App {
 /// WebSocket ends); over the limit, a connection gets 503 with `Retry-After` and is closed.
 async fn accept_loop(
     filter: BoxedFilter<(Response,)>,
+    direct: std::sync::Arc<http::direct::DirectReads>,
     listener: TcpListener,
     max_connections: usize,
     stopped: oneshot::Receiver<()>,
@@ -372,10 +393,18 @@ async fn accept_loop(
             _slot: slot,
         });
         let svc = warp::service(filter.clone());
+        let direct = direct.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                use futures::future::Either;
+                if direct.claims(&req) {
+                    let direct = direct.clone();
+                    return Either::Left(async move {
+                        Ok::<_, std::convert::Infallible>(direct.serve(req, peer).await)
+                    });
+                }
                 req.extensions_mut().insert(http::limits::ClientAddr(peer));
-                svc.clone().call(req)
+                Either::Right(svc.clone().call(req))
             });
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //! (dispatching on the path by table name), so adding tables adds no filter chains.
 
 pub mod auth;
+pub(crate) mod direct;
 mod error;
 pub mod graphql;
 pub(crate) mod limits;
@@ -50,6 +51,10 @@ pub fn decode_path_segment(segment: &str) -> Option<String> {
 /// Default request body limit (Harper's: 10,000,000 bytes).
 pub const DEFAULT_BODY_LIMIT: usize = 10_000_000;
 
+/// First path segments the server answers itself; a table exported under one of these
+/// names is not served at it.
+pub(crate) const RESERVED_PATHS: [&str; 5] = ["auth", "graphql", "health", "metrics", "openapi"];
+
 /// The REST and real-time filter for `tables` (each must be exported; others are skipped).
 /// Subscriptions end when `shutdown` becomes true.
 pub fn rest_api(
@@ -61,13 +66,28 @@ pub fn rest_api(
     limits: Limits,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> BoxedFilter<(Response,)> {
+    rest_filter(api_state(
+        db, auth, tables, body_limit, realtime, limits, shutdown,
+    ))
+}
+
+/// What every REST request shares.
+pub(crate) fn api_state(
+    db: Database,
+    auth: crate::auth::Auth,
+    tables: &[&'static TableDef],
+    body_limit: usize,
+    realtime: RealtimeConfig,
+    limits: Limits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Arc<rest::ApiState> {
     let mut by_name = HashMap::new();
     for def in tables {
         if let Some(name) = def.export_name() {
             by_name.insert(name, *def);
         }
     }
-    let state = Arc::new(rest::ApiState {
+    Arc::new(rest::ApiState {
         db,
         auth,
         tables: by_name,
@@ -76,7 +96,10 @@ pub fn rest_api(
         subscriptions: limits::SubscriptionCount::new(&limits),
         limits,
         shutdown,
-    });
+    })
+}
+
+pub(crate) fn rest_filter(state: Arc<rest::ApiState>) -> BoxedFilter<(Response,)> {
     let ws = realtime::ws_filter(state.clone());
     let rest = warp::method()
         .and(warp::path::full())
@@ -230,19 +253,22 @@ pub(crate) fn cors(
 /// Headers every response carries: no MIME sniffing, no framing by other sites, no referrer
 /// leaking URLs (which may hold ids) to other origins.
 pub(crate) fn security_headers(inner: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
-    use warp::http::{HeaderValue, header};
     inner
         .map(|mut r: Response| {
-            let h = r.headers_mut();
-            h.entry(header::X_CONTENT_TYPE_OPTIONS)
-                .or_insert(HeaderValue::from_static("nosniff"));
-            h.entry(header::X_FRAME_OPTIONS)
-                .or_insert(HeaderValue::from_static("DENY"));
-            h.entry(header::REFERRER_POLICY)
-                .or_insert(HeaderValue::from_static("no-referrer"));
+            add_security_headers(r.headers_mut());
             r
         })
         .boxed()
+}
+
+pub(crate) fn add_security_headers(h: &mut warp::http::HeaderMap) {
+    use warp::http::{HeaderValue, header};
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
 }
 
 #[cfg(test)]
