@@ -143,16 +143,27 @@ async fn main() -> harper::Result<()> {
     }
     // Said plainly (a returned error would print as its Debug form): which directory, what
     // is wrong with it, what to do.
+    let started = Instant::now();
+    let stage = |what: &str| {
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "start-up: {what} (since main)"
+        )
+    };
+    stage("logging ready");
     let db = Database::open(&o.data).unwrap_or_else(|e| {
         eprintln!("storefront: cannot start: {e}");
         std::process::exit(1)
     });
+    stage("database open");
     let app = api::storefront_app(db.clone())?.route(web::routes());
+    stage("app built");
     if o.seed && db.get::<Category>("electronics")?.is_none() {
         seed(&db)?;
         tracing::info!(data = %o.data, "seeded a demo catalog (10 categories, 300 products)");
     }
     let server = app.bind(&o.addr).await?;
+    stage("listening");
     let addr = server.local_addr();
     println!("harper storefront on http://{addr}/  (data: {})", o.data);
     println!("  curl 'http://{addr}/Product/?categoryId=electronics&inStock=true&limit=20'");

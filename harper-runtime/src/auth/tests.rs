@@ -278,3 +278,31 @@ async fn a_burst_of_the_same_credentials_hashes_once() {
     // Two may start together (the gate's width); everyone else finds the cached check.
     assert!(auth.password_checks() <= 2, "{}", auth.password_checks());
 }
+
+#[test]
+fn the_unknown_user_hash_costs_what_a_real_one_does_and_matches_nothing() {
+    let (_db, auth) = auth();
+    let dummy = PasswordHash::new(&auth.inner.dummy).expect("a valid PHC string");
+    let real_string = auth.hash("some password").unwrap();
+    let real = PasswordHash::new(&real_string).unwrap();
+    assert_eq!(dummy.algorithm, real.algorithm);
+    assert_eq!(dummy.version, real.version);
+    assert_eq!(dummy.params, real.params);
+    assert_eq!(
+        dummy.hash.map(|h| h.len()),
+        real.hash.map(|h| h.len()),
+        "the same output length"
+    );
+    assert_ne!(dummy.salt, real.salt);
+    for pw in ["", "some password", "admin"] {
+        assert!(
+            auth.inner
+                .hasher
+                .verify_password(pw.as_bytes(), &dummy)
+                .is_err()
+        );
+    }
+    // Two stores get different dummies (random salt and output).
+    let (_db2, other) = self::auth();
+    assert_ne!(auth.inner.dummy, other.inner.dummy);
+}

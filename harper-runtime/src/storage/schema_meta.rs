@@ -118,6 +118,7 @@ fn refuse(def: &TableDef, field: &str, message: String) -> Error {
 }
 
 pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableStore> {
+    let started = std::time::Instant::now();
     let meta = &inner.meta;
     let records_handle = inner.fjall.keyspace(def.name, super::keyspace_options)?;
     let has_records = records_handle.first_key_value().is_some();
@@ -180,6 +181,11 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         let bytes = serde_json::to_vec(&new).map_err(|e| Error::Corrupt(e.to_string()))?;
         meta.insert(schema_key(def.name), bytes)?;
     }
+    tracing::debug!(
+        table = def.name,
+        ms = super::ms(started.elapsed()),
+        "start-up: table opened"
+    );
     Ok(TableStore {
         def,
         records,
