@@ -243,6 +243,22 @@ async fn repeated_queries_answer_exactly_as_the_executor() {
         }
     }
 
+    // `+` is a space in a query string, as everywhere in form encoding.
+    let q = r#"{ Product(id: "p02") { id price } }"#;
+    let plus = format!(
+        "{}?query={}",
+        f.url,
+        q.replace(' ', "+").replace('"', "%22")
+    );
+    for _ in 0..3 {
+        let r = f.anon.get(&plus).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.text().await.unwrap(),
+            r#"{"data":{"Product":[{"id":"p02","price":2.0}]}}"#
+        );
+    }
+
     // The values, not only their agreement.
     let (_, body) = get(
         &f.anon,

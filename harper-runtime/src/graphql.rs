@@ -208,6 +208,12 @@ impl GraphQl {
         }
     }
 
+    /// The plan of a query text sent alone (no variables, no operation name), if it has one.
+    pub fn planned(&self, query: &str) -> Option<Arc<Plan>> {
+        let plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        plans.get(query).cloned().flatten()
+    }
+
     /// Keeps what the executor's `response` to `query` (a [`Route::Learn`]) shows: a query
     /// that passed parsing and validation gets a plan when its shape allows one.
     pub fn learn(&self, query: String, response: &async_graphql::Response) {

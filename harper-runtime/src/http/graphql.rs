@@ -115,6 +115,23 @@ where
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // `GET ?query=<text>` alone, of a query text with a plan: answered without building a
+    // request (the same answer the general path below gives).
+    let mut known = None;
+    if method == Method::GET
+        && !headers.contains_key(STATS_HEADER)
+        && let Some(text) = lone_query_param(&query)
+        && let Some(plan) = gql.planned(&text)
+    {
+        let caller = match authenticate(&gql, &headers, &method, peer).await {
+            Ok(caller) => caller,
+            Err(r) => return r,
+        };
+        if let Some(body) = gql.answer(&plan, &caller).await {
+            return json(StatusCode::OK, body);
+        }
+        known = Some(caller);
+    }
     let request = match method {
         Method::GET if query.is_empty() && accept.contains("text/html") => {
             return explorer();
@@ -159,25 +176,13 @@ where
             return r;
         }
     };
-    let who = match gql.auth.authenticate(&headers, &method, peer).await {
-        Ok(who) => who,
-        Err(f) => {
-            let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::UNAUTHORIZED);
-            let mut r = error_response(status, &f.message);
-            if status == StatusCode::UNAUTHORIZED {
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"harper\""),
-                );
-            }
-            if let Some(secs) = f.retry_after {
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            return r;
-        }
+    let caller = match known {
+        Some(caller) => caller,
+        None => match authenticate(&gql, &headers, &method, peer).await {
+            Ok(caller) => caller,
+            Err(r) => return r,
+        },
     };
-    let caller = gql.auth.caller(who);
     // A query seen before in the commonest shape is answered from its plan; the first sight
     // of a query text goes through the executor, which shows whether it is valid.
     let route = if headers.contains_key(STATS_HEADER) {
@@ -232,6 +237,50 @@ where
     };
     let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
     json(status, body)
+}
+
+/// The caller a request's credentials name, or the response refusing them.
+async fn authenticate(
+    gql: &GraphQl,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: Option<std::net::IpAddr>,
+) -> Result<crate::auth::Caller, Response> {
+    let who = match gql.auth.authenticate(headers, method, peer).await {
+        Ok(who) => who,
+        Err(f) => {
+            let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            let mut r = error_response(status, &f.message);
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"harper\""),
+                );
+            }
+            if let Some(secs) = f.retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            return Err(r);
+        }
+    };
+    Ok(gql.auth.caller(who))
+}
+
+/// The query text of a query string that holds `query=<text>` and nothing else, decoded as
+/// `application/x-www-form-urlencoded` (as [`async_graphql::http::parse_query_string`] does).
+fn lone_query_param(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let mut parts = raw.split('&').filter(|p| !p.is_empty());
+    let value = parts.next()?.strip_prefix("query=")?;
+    if parts.next().is_some() {
+        return None;
+    }
+    if value.contains('+') {
+        let spaced = value.replace('+', " ");
+        let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy();
+        return Some(std::borrow::Cow::Owned(decoded.into_owned()));
+    }
+    Some(percent_encoding::percent_decode_str(value).decode_utf8_lossy())
 }
 
 fn is_mutation(r: &mut async_graphql::Request) -> bool {
