@@ -90,6 +90,10 @@ impl Record {
     ) -> Result<Record> {
         use serde::de::DeserializeSeed;
         let mut slots: Vec<Option<Value>> = vec![None; def.fields.len()];
+        if fast_fields::read(def, json, wanted, &mut slots).is_some() {
+            return Ok(Record { def, slots });
+        }
+        slots.iter_mut().for_each(|s| *s = None);
         let mut de = serde_json::Deserializer::from_slice(json);
         partial::Fields {
             def,
@@ -374,6 +378,127 @@ pub(crate) fn short(value: &Value) -> String {
     }
 }
 
+mod fast_fields {
+    //! Reads wanted top-level attributes of a stored record by walking its bytes: keys are
+    //! compared in place and unwanted values skipped by bracket and quote matching, with no
+    //! visitor machinery. Stored records are compact JSON written by this engine; anything
+    //! unexpected (an escaped key, a malformed byte) returns `None` and the caller falls back
+    //! to serde, so this only ever decides speed, never the answer. Stored records name
+    //! each attribute once (the canonical writer, [`super::Record::to_json_bytes`]), so the
+    //! walk stops once every wanted attribute is found.
+    use serde_json::Value;
+
+    use crate::schema::TableDef;
+
+    pub(super) fn read(
+        def: &'static TableDef,
+        json: &[u8],
+        wanted: &[bool],
+        slots: &mut [Option<Value>],
+    ) -> Option<()> {
+        let mut at = skip_ws(json, 0);
+        if json.get(at) != Some(&b'{') {
+            return None;
+        }
+        at = skip_ws(json, at + 1);
+        let mut missing = wanted.iter().filter(|w| **w).count();
+        if json.get(at) == Some(&b'}') || missing == 0 {
+            return Some(());
+        }
+        loop {
+            if json.get(at) != Some(&b'"') {
+                return None;
+            }
+            let key_end = at + 1 + memchr::memchr2(b'"', b'\\', &json[at + 1..])?;
+            if json[key_end] != b'"' {
+                return None; // an escaped key: serde decides
+            }
+            let key = &json[at + 1..key_end];
+            at = skip_ws(json, key_end + 1);
+            if json.get(at) != Some(&b':') {
+                return None;
+            }
+            let start = skip_ws(json, at + 1);
+            let end = skip_value(json, start)?;
+            if let Some(i) = def.fields.iter().position(|f| f.name.as_bytes() == key)
+                && wanted.get(i).copied().unwrap_or(false)
+                && slots[i].is_none()
+            {
+                slots[i] = Some(match &json[start..end] {
+                    b"true" => Value::Bool(true),
+                    b"false" => Value::Bool(false),
+                    b"null" => Value::Null,
+                    raw => serde_json::from_slice(raw).ok()?,
+                });
+                missing -= 1;
+                if missing == 0 {
+                    return Some(());
+                }
+            }
+            at = skip_ws(json, end);
+            match json.get(at) {
+                Some(b',') => at = skip_ws(json, at + 1),
+                Some(b'}') => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn skip_ws(json: &[u8], mut at: usize) -> usize {
+        while matches!(json.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            at += 1;
+        }
+        at
+    }
+
+    /// The end of the string whose opening quote is at `at`.
+    fn skip_string(json: &[u8], mut at: usize) -> Option<usize> {
+        at += 1;
+        loop {
+            at += memchr::memchr2(b'"', b'\\', json.get(at..)?)?;
+            if json[at] == b'"' {
+                return Some(at + 1);
+            }
+            at += 2; // the backslash and the character it escapes
+        }
+    }
+
+    /// The end of the value starting at `at` (not validated beyond its extent).
+    fn skip_value(json: &[u8], at: usize) -> Option<usize> {
+        match json.get(at)? {
+            b'"' => skip_string(json, at),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut i = at;
+                loop {
+                    match json.get(i)? {
+                        b'"' => {
+                            i = skip_string(json, i)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(i + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ => {
+                let len = json[at..]
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                    .unwrap_or(json.len() - at);
+                (len > 0).then_some(at + len)
+            }
+        }
+    }
+}
+
 mod partial {
     //! A serde visitor that fills only the wanted slots of a record.
     use std::fmt;
@@ -433,6 +558,126 @@ mod partial {
         }
         fn visit_str<E>(self, v: &str) -> Result<Option<usize>, E> {
             Ok(self.0.field_index(v))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::Record;
+    use crate::schema::{FieldDef, FieldType, Scalar, TableDef};
+
+    const fn json_field(name: &'static str) -> FieldDef {
+        FieldDef {
+            name,
+            rust_name: name,
+            ty: FieldType {
+                scalar: Scalar::Json,
+                optional: true,
+                list: false,
+            },
+            indexed: false,
+        }
+    }
+
+    static DEF: TableDef = TableDef {
+        name: "T",
+        export: None,
+        fields: &[
+            json_field("id"),
+            json_field("a"),
+            json_field("b c"),
+            json_field("naïve"),
+            json_field("q\"uote"),
+        ],
+        primary_key: 0,
+        relationships: &[],
+    };
+
+    /// Every attribute, as serde reads the whole object.
+    fn by_serde(json: &[u8]) -> Vec<Option<Value>> {
+        Record::from_stored_json(&DEF, json).unwrap().slots
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[\"\\\\{}\\[\\],: a-zé\\n\\u{1}]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("id".to_owned()),
+            Just("a".to_owned()),
+            Just("b c".to_owned()),
+            Just("naïve".to_owned()),
+            Just("q\"uote".to_owned()),
+            "[a-z\"\\\\]{0,4}",
+        ]
+    }
+
+    proptest! {
+        /// Reading only some attributes gives exactly what serde gives for them, nested
+        /// look-alike keys, escapes and all.
+        #[test]
+        fn wanted_fields_read_as_serde_reads_them(
+            pairs in prop::collection::vec((key(), value()), 0..8),
+            wanted in prop::collection::vec(any::<bool>(), 5),
+        ) {
+            let object: Map<String, Value> = pairs.into_iter().collect();
+            let json = serde_json::to_vec(&Value::Object(object)).unwrap();
+            let all = by_serde(&json);
+            let some = Record::from_stored_fields(&DEF, &json, &wanted).unwrap().slots;
+            for i in 0..DEF.fields.len() {
+                let expected = if wanted[i] { all[i].clone() } else { None };
+                prop_assert_eq!(&some[i], &expected, "field {}", DEF.fields[i].name);
+            }
+        }
+    }
+
+    #[test]
+    fn unusual_layouts_still_read_correctly() {
+        let wanted = [true; 5];
+        for raw in [
+            "{}",
+            " { \"a\" : 1 , \"id\" :\"x\" } ",
+            "{\"a\":{\"a\":2,\"id\":[\"}\"]},\"id\":\"\\\"}\"}",
+            "{\"q\\\"uote\":true,\"a\":-1.5e3}",
+            "{\"a\":[[],{},\"\\\\\"],\"b c\":null}",
+        ] {
+            let some = Record::from_stored_fields(&DEF, raw.as_bytes(), &wanted)
+                .unwrap()
+                .slots;
+            assert_eq!(some, by_serde(raw.as_bytes()), "{raw}");
+        }
+        assert_eq!(
+            Record::from_stored_fields(&DEF, br#"{"a":{"x":1}}"#, &wanted)
+                .unwrap()
+                .slots[1],
+            Some(json!({"x": 1}))
+        );
+        // Damage is reported, not guessed around.
+        for bad in ["{\"a\":1", "[1]", "{\"a\" 1}", ""] {
+            assert!(
+                Record::from_stored_fields(&DEF, bad.as_bytes(), &wanted).is_err(),
+                "{bad}"
+            );
         }
     }
 }
