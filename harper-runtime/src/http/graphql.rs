@@ -68,8 +68,7 @@ pub fn filter(
                 },
             )
     };
-    let http = base
-        .and(warp::method())
+    let http = warp::method()
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(crate::http::limits::remote_addr())
@@ -95,7 +94,19 @@ pub fn filter(
                 }
             },
         );
-    ws.or(http).unify().boxed()
+    // Requests without an `upgrade` header (nearly all) go straight to `http`; the others try
+    // the WebSocket upgrade first, and `http` answers those it refuses, as before.
+    let plain = base
+        .and(warp::header::optional::<String>("upgrade"))
+        .and_then(|upgrade: Option<String>| async move {
+            match upgrade {
+                None => Ok(()),
+                Some(_) => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(http.clone());
+    plain.or(ws).unify().or(base.and(http)).unify().boxed()
 }
 
 async fn handle<S, B>(
