@@ -453,7 +453,7 @@ fn get_record(
     let db = &state.db;
     let key = key_value(def, id).map(|v| json_atom(&v));
     let found = match &key {
-        Ok(k) => db.read(|tx| tx.get_stored(def, k.clone()))?,
+        Ok(k) => db.get_latest(def, k.clone())?,
         Err(_) => None,
     };
     let (row, path) = match found {
@@ -471,7 +471,7 @@ fn get_record(
                 RecordPath::Whole => id.to_owned(),
             };
             let k = json_atom(&key_value(def, &base)?);
-            match db.read(|tx| tx.get_stored(def, k))? {
+            match db.get_latest(def, k)? {
                 Some(row) => (row, path),
                 None => {
                     return Err(ApiError::not_found(format!(

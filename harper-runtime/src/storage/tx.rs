@@ -251,6 +251,23 @@ pub struct ReadTx {
     generation: Cell<u64>,
 }
 
+impl super::Database {
+    /// One record as stored, at the latest commit, without opening a snapshot: a single key
+    /// needs no consistent view of any other (commits are atomic, so the record is one
+    /// commit's whole version). For point reads on the request path.
+    pub fn get_latest(&self, def: &'static TableDef, key: Atom) -> Result<Option<StoredRecord>> {
+        let (store, _) = self.inner.table(def)?;
+        let Some(key) = coerce_key(def, key) else {
+            return Ok(None);
+        };
+        let k = key::encode_one(&key);
+        match store.records.handle.get(&k)? {
+            Some(bytes) => StoredRecord::from_stored(Slice::from(k), bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
 impl ReadTx {
     pub(crate) fn new(inner: Arc<Inner>) -> ReadTx {
         let generation = inner.generation();
