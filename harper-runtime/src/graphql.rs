@@ -26,7 +26,7 @@ use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection,
 };
 use async_graphql::{ErrorExtensions, Name, Value as GqlValue};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -176,13 +176,15 @@ pub struct Plan {
     key: Vec<u8>,
     query: Query,
     fields: Vec<PlanField>,
+    /// The stored attributes the fields read, each once.
+    attrs: Vec<&'static str>,
 }
 
 struct PlanField {
     /// `"<response key>":`.
     key: Vec<u8>,
-    /// The stored attribute.
-    name: &'static str,
+    /// The stored attribute (its index in [`Plan::attrs`]).
+    attr: usize,
     /// Whether the GraphQL type allows null (else a missing value is the executor's error).
     nullable: bool,
     /// A list type (the executor reports any other stored value as an error).
@@ -266,6 +268,7 @@ impl GraphQl {
         let query = query_from_args(def, |name| args.get(name)).ok()?;
         let mut keys = HashSet::new();
         let mut fields = Vec::new();
+        let mut attrs: Vec<&'static str> = Vec::new();
         for item in &root.selection_set.node.items {
             let Selection::Field(f) = &item.node else {
                 return None;
@@ -282,9 +285,16 @@ impl GraphQl {
             if !keys.insert(key) {
                 return None;
             }
+            let attr = match attrs.iter().position(|a| *a == field.name) {
+                Some(i) => i,
+                None => {
+                    attrs.push(field.name);
+                    attrs.len() - 1
+                }
+            };
             fields.push(PlanField {
                 key: json_key(key)?,
-                name: field.name,
+                attr,
                 nullable: !matches!(output_type(field), TypeRef::NonNull(_)),
                 list: field.ty.list,
             });
@@ -294,6 +304,7 @@ impl GraphQl {
             key: json_key(root.response_key().node.as_str())?,
             query,
             fields,
+            attrs,
         })
     }
 
@@ -315,14 +326,18 @@ impl GraphQl {
             if i > 0 {
                 out.push(b',');
             }
-            let entries: Entries = serde_json::from_slice(row.json()).ok()?;
+            // One UTF-8 check for the whole record; the values are then borrowed unchecked.
+            let text = std::str::from_utf8(row.json()).ok()?;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let values = Attrs(&plan.attrs).deserialize(&mut de).ok()?;
+            de.end().ok()?;
             out.push(b'{');
             for (j, f) in plan.fields.iter().enumerate() {
                 if j > 0 {
                     out.push(b',');
                 }
                 out.extend_from_slice(&f.key);
-                write_stored_value(&mut out, entries.get(f.name), f)?;
+                write_stored_value(&mut out, values.get(f.attr).copied().flatten(), f)?;
             }
             out.push(b'}');
         }
@@ -380,60 +395,69 @@ fn write_stored_value(out: &mut Vec<u8>, raw: Option<&RawValue>, f: &PlanField) 
     Some(())
 }
 
-/// A stored JSON object's attributes, borrowed from its bytes.
-struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Reads the values of some attributes from a stored JSON object, borrowed from its text:
+/// one slot per name, holding the last value of that name (as a parsed map keeps).
+struct Attrs<'p>(&'p [&'static str]);
 
-impl<'a> Entries<'a> {
-    /// The value of `name` (the last one, as a parsed map keeps).
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| *v)
+impl<'de> DeserializeSeed<'de> for Attrs<'_> {
+    type Value = Vec<Option<&'de RawValue>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-impl<'de> Deserialize<'de> for Entries<'de> {
+impl<'de> Visitor<'de> for Attrs<'_> {
+    type Value = Vec<Option<&'de RawValue>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let names = self.0;
+        let mut out = vec![None; names.len()];
+        // Records usually hold the attributes in the order selected: try the next one first.
+        let mut next = 0;
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let found = if names.get(next) == Some(&&*k) {
+                Some(next)
+            } else {
+                names.iter().position(|n| *n == k)
+            };
+            match found {
+                Some(i) => {
+                    out[i] = Some(map.next_value::<&'de RawValue>()?);
+                    next = i + 1;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An attribute name, borrowed unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Key<'a>(Cow<'a, str>);
-        impl<'de> Deserialize<'de> for Key<'de> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct KeyVisitor;
-                impl<'de> Visitor<'de> for KeyVisitor {
-                    type Value = Key<'de>;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("an attribute name")
-                    }
-                    fn visit_borrowed_str<E: serde::de::Error>(
-                        self,
-                        v: &'de str,
-                    ) -> Result<Key<'de>, E> {
-                        Ok(Key(Cow::Borrowed(v)))
-                    }
-                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                        Ok(Key(Cow::Owned(v.to_owned())))
-                    }
-                }
-                d.deserialize_str(KeyVisitor)
-            }
-        }
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("an attribute name")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                    let v: &'de RawValue = map.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(Entries(out))
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
             }
         }
-        d.deserialize_map(EntriesVisitor)
+        d.deserialize_str(KeyVisitor)
     }
 }
 
