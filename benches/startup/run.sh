@@ -7,14 +7,15 @@
 #
 #   benches/startup/run.sh                 # RUNS=5 N=1000 PORT=9961
 #   RUNS=11 KEEP=/tmp/sf benches/startup/run.sh   # keep (and reuse) the loaded directory
-#   WRITES=20000 benches/startup/run.sh    # also POST that many cart items before stopping
+#   STOREFRONT=path/to/storefront NO_BUILD=1 benches/startup/run.sh   # another binary
+#   WRITES=20000 benches/startup/run.sh    # also PUT that many cart items before stopping
 #                                          # (a longer journal, as after the compare benches)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 RUNS="${RUNS:-5}" N="${N:-1000}" PORT="${PORT:-9961}" WRITES="${WRITES:-0}"
 ADMIN="${ADMIN:-admin:pw}"
 LOAD="${LOAD:-/work/shared/harper-peer/load.py}"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/storefront"
+BIN="${STOREFRONT:-${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/storefront}"
 log() { printf '%s\n' "$*" >&2; }
 
 if [[ "${NO_BUILD:-}" != 1 ]]; then

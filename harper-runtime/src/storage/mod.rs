@@ -248,12 +248,65 @@ impl Drop for Inner {
         if self.temporary || self.write_failure.get().is_some() {
             return;
         }
+        self.flush_memtables();
         if self.fjall.persist(PersistMode::SyncAll).is_ok() {
             open_check::write_clean_shutdown(
                 &self.path,
                 self.committed_seq.load(Ordering::Acquire),
             );
         }
+    }
+}
+
+impl Inner {
+    /// Writes every keyspace's in-memory table to disk tables (at a clean shutdown), so the
+    /// next start finds the journal's records already in tables: fjall still reads the
+    /// journal, but inserts nothing back into memory. Only speeds the next start up (the
+    /// journal stays as it is); gives up after a while rather than hold the shutdown.
+    fn flush_memtables(&self) {
+        let started = std::time::Instant::now();
+        let mut keyspaces = Vec::new();
+        for name in self.fjall.list_keyspace_names() {
+            let Ok(ks) = self.fjall.keyspace(&name, keyspace_options) else {
+                continue;
+            };
+            match ks.rotate_memtable() {
+                Ok(_) => keyspaces.push(ks),
+                Err(e) => {
+                    tracing::warn!(keyspace = %name.as_ref(), error = %e, "cannot flush at shutdown");
+                    return;
+                }
+            }
+        }
+        let deadline = started + std::time::Duration::from_secs(10);
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(2));
+        while keyspaces.iter().any(|k| k.sealed_memtable_count() > 0) {
+            if std::time::Instant::now() > deadline {
+                tracing::warn!("flushing at shutdown takes too long; the next start replays more");
+                return;
+            }
+            pause();
+        }
+        // Each flush asks for a compaction; when it moves the new tables out of level 0, let
+        // it finish now rather than at the next start, beside its first requests. A
+        // compaction that decides to wait for more tables leaves level 0 as it is: stop once
+        // none has run for a moment.
+        let flushed = std::time::Instant::now();
+        let settle = std::time::Duration::from_millis(50);
+        let mut quiet_since = flushed;
+        while keyspaces.iter().any(|k| k.l0_table_count() > 0)
+            && quiet_since.elapsed() < settle
+            && std::time::Instant::now() < deadline
+        {
+            if self.fjall.active_compactions() > 0 {
+                quiet_since = std::time::Instant::now();
+            }
+            pause();
+        }
+        tracing::debug!(
+            ms = ms(started.elapsed()),
+            "shutdown: in-memory tables flushed"
+        );
     }
 }
 
