@@ -10,6 +10,12 @@
 //!   running the table's validators ([`crate::hooks`]);
 //! - a subscription field `T(<key>:, filter:, since:)` yielding `TEvent { type id value seq }`
 //!   from [`Database::subscribe_to`].
+//!
+//! A query text sent again (without variables or an operation name) that the executor
+//! accepted, and that selects stored attributes of one table field with constant arguments,
+//! is answered from a cached [`Plan`]: the same query and read permission, the body written
+//! straight from the stored JSON (byte for byte the executor's answer; anything else, an
+//! error included, goes back to the executor).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
