@@ -144,6 +144,9 @@ async fn main() -> harper::Result<()> {
     // Said plainly (a returned error would print as its Debug form): which directory, what
     // is wrong with it, what to do.
     let started = Instant::now();
+    // Listen for Ctrl-C and SIGTERM before serving: one that came between the first request
+    // served and a later registration would be lost (the process would not stop).
+    let stop = shutdown_signal();
     let stage = |what: &str| {
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
@@ -178,7 +181,7 @@ async fn main() -> harper::Result<()> {
         "  curl -X POST http://{addr}/Cart/$SESSION/checkout -H \"authorization: Bearer $TOKEN\""
     );
     println!("  curl http://{addr}/openapi");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
@@ -251,11 +254,24 @@ fn run_generate(count: usize, file: &Path) -> i32 {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+/// Completes at Ctrl-C or SIGTERM; listens from the call on, not from the first poll.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let term = recv(signal(SignalKind::terminate()).ok());
+    let int = recv(signal(SignalKind::interrupt()).ok());
+    async move {
+        tokio::select! {
+            _ = int => {},
+            _ = term => {},
+        }
     }
 }
 
