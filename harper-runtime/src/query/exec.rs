@@ -33,6 +33,10 @@ const EARLY_STOP_PROBE: usize = 32;
 /// A sorted query sorts in memory when its best candidate has fewer matches than this;
 /// otherwise it scans the sort index in order.
 const SORT_IN_MEMORY_BELOW: usize = 4096;
+/// An ordered scan of the sort index whose filter has a larger indexed candidate first
+/// collects that candidate's record keys (index entries only, no records) when they are at
+/// most this many, and fetches only the records among them.
+const SEMI_JOIN_MAX: usize = 262_144;
 
 /// What a query read, for tests, benches and `explain`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -657,14 +661,29 @@ enum Access {
 }
 
 /// Streams candidate rows (records that may match) from an access path, deduplicated.
+/// A candidate of the filter that an index scan may narrow itself to, once it has read
+/// `after` index entries without finishing: from then on, entries of records outside the
+/// candidate's key set are passed over without reading the record.
+struct Within<'a> {
+    cand: &'a Candidate,
+    after: u64,
+    /// `Some(None)`: built and found too large to keep (over [`SEMI_JOIN_MAX`]).
+    keys: Option<Option<HashSet<Slice>>>,
+    /// Whether entries were passed over this way.
+    narrowed: bool,
+}
+
+/// With `within`, see [`Within`].
 fn for_each_row(
     view: &dyn Source,
     store: &TableStore,
     access: &Access,
+    mut within: Option<&mut Within<'_>>,
     mut f: impl FnMut(Slice, Slice) -> Result<bool>,
 ) -> Result<()> {
     let def = store.def;
     let mut seen: Option<HashSet<Slice>> = None;
+    let mut entries = 0u64;
     let mut visit = |view: &dyn Source,
                      cand: &Candidate,
                      reverse: bool,
@@ -687,6 +706,24 @@ fn for_each_row(
                     let n = key::component_len(&k)
                         .map_err(|_| Error::Corrupt(format!("index of {}", def.name)))?;
                     let pk = Slice::from(&k[n..]);
+                    entries += 1;
+                    if let Some(w) = within.as_deref_mut() {
+                        // A key range needs no set: the key itself says.
+                        if w.cand.field == def.primary_key {
+                            if entries > w.after && !w.cand.ranges.iter().any(|r| r.contains(&pk)) {
+                                w.narrowed = true;
+                                continue;
+                            }
+                        } else if w.keys.is_none() && entries > w.after {
+                            w.keys = Some(key_set(view, store, w.cand, SEMI_JOIN_MAX)?);
+                        }
+                        if let Some(Some(keys)) = &w.keys
+                            && !keys.contains(&pk)
+                        {
+                            w.narrowed = true;
+                            continue;
+                        }
+                    }
                     match view.get(&store.records, &pk)? {
                         Some(bytes) => (pk, bytes),
                         None => {
@@ -730,6 +767,35 @@ fn for_each_row(
             Ok(())
         }
     }
+}
+
+/// The record keys in `cand`'s index ranges; `None` once there are more than `cap`.
+fn key_set(
+    view: &dyn Source,
+    store: &TableStore,
+    cand: &Candidate,
+    cap: usize,
+) -> Result<Option<HashSet<Slice>>> {
+    let is_pk = cand.field == store.def.primary_key;
+    let ks = ks_for(store, cand.field);
+    let mut keys = HashSet::new();
+    for r in &cand.ranges {
+        for item in view.scan(ks, r, false) {
+            let (k, _) = item?;
+            let pk = if is_pk {
+                k
+            } else {
+                let n = key::component_len(&k)
+                    .map_err(|_| Error::Corrupt(format!("index of {}", store.def.name)))?;
+                Slice::from(&k[n..])
+            };
+            keys.insert(pk);
+            if keys.len() > cap {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(keys))
 }
 
 fn mark_fields(filter: &CFilter, needed: &mut [bool]) {
@@ -936,6 +1002,8 @@ pub(crate) fn run_bounded<R: Reader>(
         })
     });
 
+    // A large indexed candidate that loses to an ordered scan of the sort index.
+    let mut semi_join: Option<Candidate> = None;
     let access = if let CFilter::Or(branches) = &filter {
         // A union of index scans when every branch has a candidate.
         let mut parts = Vec::new();
@@ -974,7 +1042,14 @@ pub(crate) fn run_bounded<R: Reader>(
                 cand: c,
                 reverse: false,
             },
-            (_, Some(sa)) => sa,
+            (chosen, Some(sa)) => {
+                if let (Some((c, _)), Access::Index { cand, .. }) = (chosen, &sa)
+                    && c.field != cand.field
+                {
+                    semi_join = Some(c);
+                }
+                sa
+            }
             (Some((c, _)), None) => Access::Index {
                 cand: c,
                 reverse: false,
@@ -1027,7 +1102,14 @@ pub(crate) fn run_bounded<R: Reader>(
     let mut rows: Vec<Row> = Vec::new();
     let stop_at = Cell::new(None::<usize>);
     let (mut skipped, mut emitted) = (0usize, 0usize);
-    for_each_row(src, &store, &access, |k, bytes| {
+    let mut within = semi_join.as_ref().map(|cand| Within {
+        cand,
+        // Past a few pages' worth of entries, the scan is not finding matches fast.
+        after: 256 + 4 * wanted.unwrap_or(0) as u64,
+        keys: None,
+        narrowed: false,
+    });
+    for_each_row(src, &store, &access, within.as_mut(), |k, bytes| {
         let stored = StoredRecord::from_stored(k, bytes)?;
         let sort_keys: Vec<Atom> = if matches!(residual, CFilter::True) && sorted_output {
             // Nothing to check and nothing to sort: the record is not even parsed.
@@ -1066,6 +1148,17 @@ pub(crate) fn run_bounded<R: Reader>(
         rows.push(Row { stored, sort_keys });
         Ok(true)
     })?;
+    if let Some(Within {
+        cand,
+        narrowed: true,
+        ..
+    }) = &within
+    {
+        stats.plan = format!(
+            "{} within {}#{}",
+            stats.plan, def.name, def.fields[cand.field].name
+        );
+    }
     if !sorted_output {
         rows.sort_by(|a, b| cmp_rows(a, b, &sort));
         let page = rows

@@ -40,6 +40,21 @@ impl KeyRange {
         }
     }
 
+    /// Whether `key` lies in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let above = match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let below = match &self.end {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        above && below
+    }
+
     /// Whether the range can hold no key.
     pub fn is_empty(&self) -> bool {
         match (&self.start, &self.end) {
