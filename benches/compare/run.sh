@@ -65,8 +65,8 @@ log "building the storefront, the ceiling servers and the fan-out driver (releas
 # A private copy: another build in the same target directory must not swap it mid-run.
 cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/storefront" "$WORK/storefront"
 STOREFRONT="$WORK/storefront"
-CEILING="$(bench_exe ceiling)"; FANOUT="$(bench_exe fanout)"
-[[ -x "$CEILING" && -x "$FANOUT" ]] || { echo "could not build benches/ceiling.rs or benches/fanout.rs" >&2; exit 1; }
+CEILING_EXE="$(bench_exe ceiling)"; FANOUT_EXE="$(bench_exe fanout)"
+[[ -x "$CEILING_EXE" && -x "$FANOUT_EXE" ]] || { echo "could not build benches/ceiling.rs or benches/fanout.rs" >&2; exit 1; }
 
 settle() { # pid: wait (up to 120 s) until the server is idle: a query wrk gave up on may still run
   local t0 t1
@@ -160,7 +160,7 @@ if [[ $HAVE_HARPER == 1 ]]; then put rss_after_harper "$(rss "$HARPER_PID")"; fi
 if [[ "${FANOUT:-1}" != 0 ]]; then
   fan() { # label url pid
     log "fan-out: $1"
-    "$FANOUT" drive --url "$2" --pid "$3" --label "$1" --seconds "${FANOUT_SECONDS:-5}" \
+    "$FANOUT_EXE" drive --url "$2" --pid "$3" --label "$1" --seconds "${FANOUT_SECONDS:-5}" \
       --records "$(( N < 1000 ? N : 1000 ))" --threads 2 --scenario a \
       --subs "${FANOUT_SUBS:-1000}" --rate "${FANOUT_RATE:-200}" >"$WORK/fan.out" 2>&1 || true
     local line; line="$(grep '^RESULT' "$WORK/fan.out" || true)"
@@ -178,7 +178,7 @@ fi
 # Ceilings: one server at a time on CEIL_PORT, the same wrk commands as above.
 if [[ "${CEILING:-1}" != 0 ]]; then
   ceil() { # mode key path script
-    HARPER_ADMIN="$ADMIN" "$CEILING" "$1" --addr "127.0.0.1:$CEIL_PORT" --data "$WORK/ceil-$1" --products "$N" >"$WORK/ceil.log" 2>&1 &
+    HARPER_ADMIN="$ADMIN" "$CEILING_EXE" "$1" --addr "127.0.0.1:$CEIL_PORT" --data "$WORK/ceil-$1" --products "$N" >"$WORK/ceil.log" 2>&1 &
     CEIL_PID=$!
     local any=; [[ "$1" == durable || "$1" == sync-app ]] && any=1
     if wait_200 "$CEIL_URL$3" 600 "$any"; then
