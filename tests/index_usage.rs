@@ -128,7 +128,11 @@ fn plans_read_what_they_return_not_the_table() {
         .sort_by("name")
         .limit(20);
     let (rows, stats) = run(&q);
-    assert!(stats.plan.contains("within Product#price"), "{}", stats.plan);
+    assert!(
+        stats.plan.contains("within Product#price"),
+        "{}",
+        stats.plan
+    );
     assert!(stats.records_read <= 400, "{stats:?}");
     let (all, _) = run(&Query::new().filter(attr("price").ge(950.0)));
     let mut names: Vec<String> = all
