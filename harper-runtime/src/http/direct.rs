@@ -62,10 +62,9 @@ impl DirectReads {
             peer: Some(peer.ip()),
         };
         let body = futures::stream::empty::<Result<Bytes, warp::Error>>();
-        let path = request.path.clone();
         let mut r = rest::handle(self.state.clone(), request, body).await;
         self.counts
-            .observe(&method, &path, r.status(), started.elapsed());
+            .observe(&method, parts.uri.path(), r.status(), started.elapsed());
         if let (Some(cors), Some(origin)) = (&self.cors, origin.as_ref())
             && let Ok(origin) = origin.to_str()
             && cors.allows(origin)
