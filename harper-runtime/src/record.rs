@@ -88,21 +88,32 @@ impl Record {
         json: &[u8],
         wanted: &[bool],
     ) -> Result<Record> {
+        let mut rec = Record {
+            def,
+            slots: vec![None; def.fields.len()],
+        };
+        rec.refill_stored_fields(json, wanted)?;
+        Ok(rec)
+    }
+
+    /// [`Record::from_stored_fields`] into this record's slots (every slot is reset first),
+    /// so a scan reuses one record's allocation for all the records it reads.
+    pub(crate) fn refill_stored_fields(&mut self, json: &[u8], wanted: &[bool]) -> Result<()> {
         use serde::de::DeserializeSeed;
-        let mut slots: Vec<Option<Value>> = vec![None; def.fields.len()];
-        if fast_fields::read(def, json, wanted, &mut slots).is_some() {
-            return Ok(Record { def, slots });
+        let def = self.def;
+        self.slots.iter_mut().for_each(|s| *s = None);
+        if fast_fields::read(def, json, wanted, &mut self.slots).is_some() {
+            return Ok(());
         }
-        slots.iter_mut().for_each(|s| *s = None);
+        self.slots.iter_mut().for_each(|s| *s = None);
         let mut de = serde_json::Deserializer::from_slice(json);
         partial::Fields {
             def,
             wanted,
-            slots: &mut slots,
+            slots: &mut self.slots,
         }
         .deserialize(&mut de)
-        .map_err(|e| Error::Corrupt(format!("{} record: {e}", def.name)))?;
-        Ok(Record { def, slots })
+        .map_err(|e| Error::Corrupt(format!("{} record: {e}", def.name)))
     }
 
     pub fn def(&self) -> &'static TableDef {
@@ -595,6 +606,7 @@ mod tests {
         ],
         primary_key: 0,
         relationships: &[],
+        compound_indexes: &[],
     };
 
     /// Every attribute, as serde reads the whole object.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::model::{Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort};
 use crate::error::{Error, Result};
-use crate::record::{Record, value_atoms};
+use crate::record::{Record, field_atom, value_atoms};
 use crate::schema::{FieldDef, RelationshipDef, RelationshipKind, Scalar, TableDef};
 use crate::storage::key::{self, Atom, AtomKind};
 use crate::storage::source::{KeyRange, Ks, Source};
@@ -859,13 +859,31 @@ fn compile_sort(def: &'static TableDef, sort: &[Sort]) -> Result<Vec<(usize, boo
             }
             Ok((i, s.descending))
         })
-        .collect()
+        // A later key on a field already sorted by never changes the order: dropped, so
+        // each sort key reads its field once (see `sort_atom`).
+        .try_fold(Vec::new(), |mut keys: Vec<(usize, bool)>, key| {
+            let key = key?;
+            if !keys.iter().any(|k| k.0 == key.0) {
+                keys.push(key);
+            }
+            Ok(keys)
+        })
 }
 
 /// The atom a record sorts by on `field`: the smallest element ascending, the largest
-/// descending (lists), null when absent. Matches the order of an index scan.
-fn sort_atom(rec: &Record, field: usize, descending: bool) -> Atom {
-    let atoms = value_atoms(&rec.def.fields[field], rec.slots[field].as_ref());
+/// descending (lists), null when absent. Matches the order of an index scan. Takes a
+/// scalar's value out of `rec` (each field is sorted by once: see `compile_sort`).
+fn sort_atom(rec: &mut Record, field: usize, descending: bool) -> Atom {
+    let def = &rec.def.fields[field];
+    if !def.ty.list {
+        // One value, moved out of the record (it is not read again): no list, no copy.
+        return match rec.slots[field].take() {
+            Some(Value::String(s)) => Atom::Str(s),
+            Some(v) => field_atom(def, &v),
+            None => Atom::Null,
+        };
+    }
+    let atoms = value_atoms(def, rec.slots[field].as_ref());
     let pick = if descending {
         atoms.into_iter().max_by(|a, b| a.cmp_value(b))
     } else {
@@ -1109,17 +1127,21 @@ pub(crate) fn run_bounded<R: Reader>(
         keys: None,
         narrowed: false,
     });
+    // The record each candidate row is decoded into (its allocation reused).
+    let mut scratch = Record::from_stored_fields(def, b"{}", &needed)?;
     for_each_row(src, &store, &access, within.as_mut(), |k, bytes| {
         let stored = StoredRecord::from_stored(k, bytes)?;
         let sort_keys: Vec<Atom> = if matches!(residual, CFilter::True) && sorted_output {
             // Nothing to check and nothing to sort: the record is not even parsed.
             Vec::new()
         } else {
-            let rec = Record::from_stored_fields(def, stored.json(), &needed)?;
-            if !eval(&residual, &rec) {
+            scratch.refill_stored_fields(stored.json(), &needed)?;
+            if !eval(&residual, &scratch) {
                 return Ok(true);
             }
-            sort.iter().map(|&(f, d)| sort_atom(&rec, f, d)).collect()
+            sort.iter()
+                .map(|&(f, d)| sort_atom(&mut scratch, f, d))
+                .collect()
         };
         if sorted_output {
             // Already in order: stream it (after the offset), stop at the limit.
