@@ -416,22 +416,43 @@ mod fast_fields {
         if json.get(at) == Some(&b'}') || missing == 0 {
             return Some(());
         }
+        // The canonical writer names attributes in schema order: each key is looked for
+        // from just past the previous one first.
+        let mut next = 0;
         loop {
             if json.get(at) != Some(&b'"') {
                 return None;
             }
-            let key_end = at + 1 + memchr::memchr2(b'"', b'\\', &json[at + 1..])?;
-            if json[key_end] != b'"' {
-                return None; // an escaped key: serde decides
+            let body = &json[at + 1..];
+            // The next schema field's name, compared in place (when it needs no escapes and
+            // a quote follows it, it is this key); otherwise the key is found by its quote.
+            let guess = def.fields.get(next).map(|f| f.name.as_bytes()).filter(|n| {
+                body.get(n.len()) == Some(&b'"')
+                    && body.starts_with(n)
+                    && !n.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            });
+            let (field, key_end) = match guess {
+                Some(n) => (Some(next), at + 1 + n.len()),
+                None => {
+                    let key_end = at + 1 + memchr::memchr2(b'"', b'\\', body)?;
+                    if json[key_end] != b'"' {
+                        return None; // an escaped key: serde decides
+                    }
+                    let key = &json[at + 1..key_end];
+                    let field = def.fields.iter().position(|f| f.name.as_bytes() == key);
+                    (field, key_end)
+                }
+            };
+            if let Some(i) = field {
+                next = i + 1;
             }
-            let key = &json[at + 1..key_end];
             at = skip_ws(json, key_end + 1);
             if json.get(at) != Some(&b':') {
                 return None;
             }
             let start = skip_ws(json, at + 1);
             let end = skip_value(json, start)?;
-            if let Some(i) = def.fields.iter().position(|f| f.name.as_bytes() == key)
+            if let Some(i) = field
                 && wanted.get(i).copied().unwrap_or(false)
                 && slots[i].is_none()
             {
@@ -439,6 +460,10 @@ mod fast_fields {
                     b"true" => Value::Bool(true),
                     b"false" => Value::Bool(false),
                     b"null" => Value::Null,
+                    // A string without escapes is its bytes.
+                    [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                        Value::String(std::str::from_utf8(inner).ok()?.to_owned())
+                    }
                     raw => serde_json::from_slice(raw).ok()?,
                 });
                 missing -= 1;

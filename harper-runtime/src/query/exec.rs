@@ -401,18 +401,54 @@ fn eval(filter: &CFilter, rec: &Record) -> bool {
 fn eval_cond(c: &CCond, rec: &Record) -> bool {
     let field = &rec.def.fields[c.field];
     let slot = rec.slots[c.field].as_ref();
-    let atoms = value_atoms(field, slot);
-    match &c.test {
-        Test::Null(want_null) => {
-            let is_null = slot.is_none_or(Value::is_null);
-            is_null == *want_null
+    match (&c.test, slot) {
+        (Test::Null(want_null), _) => slot.is_none_or(Value::is_null) == *want_null,
+        (test, Some(Value::Array(_))) if field.ty.list => {
+            let atoms = value_atoms(field, slot);
+            match test {
+                // A list differs from `a` when no element equals it.
+                Test::Cmp(Op::Ne, a) => !atoms.iter().any(|x| x.cmp_value(a).is_eq()),
+                test => atoms.iter().any(|x| test_one(test, One::Atom(x))),
+            }
         }
-        Test::Cmp(Op::Ne, a) => !atoms.iter().any(|x| x.cmp_value(a).is_eq()),
-        Test::Cmp(op, a) => atoms.iter().any(|x| {
-            if x.is_null() {
+        // One value: a string is compared where it lies, anything else as its atom.
+        (test, Some(Value::String(s))) => test_one(test, One::Str(s)),
+        (test, other) => {
+            let atom = other.map_or(Atom::Null, |v| field_atom(field, v));
+            test_one(test, One::Atom(&atom))
+        }
+    }
+}
+
+/// One scalar of a record, as [`field_atom`] would make it but with strings borrowed.
+#[derive(Clone, Copy)]
+enum One<'a> {
+    Str(&'a str),
+    Atom(&'a Atom),
+}
+
+impl One<'_> {
+    /// [`Atom::cmp_value`] of this value's atom against `a` (strings sort after every other
+    /// kind).
+    fn cmp(self, a: &Atom) -> std::cmp::Ordering {
+        match (self, a) {
+            (One::Str(s), Atom::Str(t)) => s.as_bytes().cmp(t.as_bytes()),
+            (One::Str(_), _) => std::cmp::Ordering::Greater,
+            (One::Atom(x), a) => x.cmp_value(a),
+        }
+    }
+}
+
+/// Whether one value passes `test` (not [`Test::Null`], decided on the slot itself).
+fn test_one(test: &Test, x: One<'_>) -> bool {
+    match test {
+        Test::Null(_) => false,
+        Test::Cmp(Op::Ne, a) => !x.cmp(a).is_eq(),
+        Test::Cmp(op, a) => {
+            if matches!(x, One::Atom(Atom::Null)) {
                 return false;
             }
-            let o = x.cmp_value(a);
+            let o = x.cmp(a);
             match op {
                 Op::Eq => o.is_eq(),
                 Op::Lt => o.is_lt(),
@@ -421,16 +457,69 @@ fn eval_cond(c: &CCond, rec: &Record) -> bool {
                 Op::Ge => o.is_ge(),
                 _ => false,
             }
-        }),
-        Test::Text(op, t) => atoms.iter().any(|x| match (x, op) {
-            (Atom::Str(s), Op::StartsWith) => s.starts_with(t.as_str()),
-            (Atom::Str(s), Op::Contains) => s.contains(t.as_str()),
-            (Atom::Str(s), Op::EndsWith) => s.ends_with(t.as_str()),
-            _ => false,
-        }),
-        Test::In(set) => atoms
-            .iter()
-            .any(|x| set.binary_search_by(|s| s.cmp_value(x)).is_ok()),
+        }
+        Test::Text(op, t) => {
+            let s = match x {
+                One::Str(s) => s,
+                One::Atom(Atom::Str(s)) => s.as_str(),
+                One::Atom(_) => return false,
+            };
+            match op {
+                Op::StartsWith => s.starts_with(t.as_str()),
+                Op::Contains => s.contains(t.as_str()),
+                Op::EndsWith => s.ends_with(t.as_str()),
+                _ => false,
+            }
+        }
+        Test::In(set) => set.binary_search_by(|s| x.cmp(s).reverse()).is_ok(),
+    }
+}
+
+#[cfg(test)]
+mod one_tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_strings_compare_as_their_atoms() {
+        let atoms = [
+            Atom::Null,
+            Atom::Bool(false),
+            Atom::Bool(true),
+            Atom::Int(-3),
+            Atom::Int(7),
+            Atom::from_u64(u64::MAX),
+            Atom::Float(0.5),
+            Atom::Str(String::new()),
+            Atom::Str("Deluxe".into()),
+            Atom::Str("Deluxe Lamp".into()),
+            Atom::Str("é".into()),
+        ];
+        for x in &atoms {
+            for a in &atoms {
+                let by_atom = One::Atom(x).cmp(a);
+                assert_eq!(by_atom, x.cmp_value(a), "{x:?} vs {a:?}");
+                if let Atom::Str(s) = x {
+                    assert_eq!(One::Str(s).cmp(a), by_atom, "{s:?} vs {a:?}");
+                }
+            }
+        }
+        let set = vec![Atom::Int(1), Atom::Str("b".into()), Atom::Str("d".into())];
+        let test = Test::In(set);
+        assert!(test_one(&test, One::Str("d")));
+        assert!(!test_one(&test, One::Str("c")));
+        assert!(test_one(&test, One::Atom(&Atom::Int(1))));
+        assert!(!test_one(
+            &Test::Cmp(Op::Lt, Atom::Int(5)),
+            One::Atom(&Atom::Null)
+        ));
+        assert!(test_one(
+            &Test::Cmp(Op::Ne, Atom::Int(5)),
+            One::Atom(&Atom::Null)
+        ));
+        assert!(test_one(
+            &Test::Text(Op::StartsWith, "De".into()),
+            One::Str("Deluxe")
+        ));
     }
 }
 
@@ -1182,7 +1271,8 @@ pub(crate) fn run_bounded<R: Reader>(
         );
     }
     if !sorted_output {
-        rows.sort_by(|a, b| cmp_rows(a, b, &sort));
+        // Rows never compare equal (ties fall to the primary key): unstable is exact.
+        rows.sort_unstable_by(|a, b| cmp_rows(a, b, &sort));
         let page = rows
             .into_iter()
             .skip(query.offset)
