@@ -36,9 +36,17 @@ pub use tx::{Change, ChangeKind, Commit, ReadTx, Reader, StoredRecord, WriteTx};
 const META: &str = "__meta";
 
 /// Options for every keyspace we create: small memtables keep resident memory low (records
-/// are small, and flushed tables are served from the block cache).
+/// are small, and flushed tables are served from the block cache). Point reads (a record
+/// per index entry) dominate queries, so every level keeps its block index and filters in
+/// memory (about one entry per 4 KiB block), and data blocks carry a hash index that finds
+/// a key's restart point without a binary search.
 pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
-    KeyspaceCreateOptions::default().max_memtable_size(8 << 20)
+    use fjall::config::{HashRatioPolicy, PinningPolicy};
+    KeyspaceCreateOptions::default()
+        .max_memtable_size(8 << 20)
+        .index_block_pinning_policy(PinningPolicy::all(true))
+        .filter_block_pinning_policy(PinningPolicy::all(true))
+        .data_block_hash_ratio_policy(HashRatioPolicy::all(0.75))
 }
 const CHANGES: &str = "__changes";
 
