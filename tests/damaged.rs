@@ -1,7 +1,9 @@
 //! Start-up on a damaged or unusable data directory, with the real storefront binary.
 //!
-//! A populated directory (the demo catalog plus 20 acknowledged categories, then a clean
-//! shutdown) is copied and damaged in one way per case. Each start must either refuse with a
+//! A populated directory (the demo catalog plus 20 acknowledged categories) is copied and
+//! damaged in one way per case: after a clean shutdown (everything in tables, an empty
+//! journal), after a crash (the journal holds the data), or after a clean shutdown that kept
+//! its journal (as when flushing at shutdown gives up). Each start must either refuse with a
 //! non-zero exit and a message naming the directory and the problem, leaving every file as it
 //! was, or serve every acknowledged record intact. Also: a path that is a regular file, a
 //! directory held by a running server, a read-only file system, and a full disk (writes get
@@ -273,7 +275,7 @@ fn assert_all_present(server: &Server) {
     assert_eq!(status, 200, "{body}");
 }
 
-/// The demo catalog and `CATEGORIES` acknowledged categories, shut down cleanly.
+/// The demo catalog and `CATEGORIES` acknowledged categories, then killed (SIGKILL).
 fn populate(exe: &Path, dir: &Path) {
     let (child, rx) = {
         // Seeded: started without --no-seed.
@@ -303,13 +305,19 @@ fn populate(exe: &Path, dir: &Path) {
         let (status, body) = http(&addr, "PUT", &format!("/Category/k{i}"), &category_body(i));
         assert_eq!(status, 204, "{body}");
     }
-    let server = Server { child, addr };
-    let status = server.stop();
-    assert!(status.success(), "populating run exited with {status}");
-    assert!(
-        dir.join("harper-clean-shutdown").exists(),
-        "a clean shutdown leaves its marker"
-    );
+    drop(Server { child, addr }); // SIGKILL
+    assert!(!dir.join("harper-clean-shutdown").exists());
+}
+
+/// The journal files of a data directory.
+fn journal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+        .collect();
+    out.sort();
+    out
 }
 
 /// The end of the journal's data (it is preallocated with zeros).
@@ -393,22 +401,77 @@ fn start_up_refuses_or_recovers_damaged_data_directories() {
     let started = Instant::now();
     let exe = common::storefront_executable();
     let root = tempfile::tempdir().unwrap();
-    let base = root.path().join("base");
-    populate(&exe, &base);
-    let len = journal_data_len(&base);
+    // As a crash (SIGKILL) leaves it: the journal holds the data, no clean-shutdown marker.
+    let crashed = root.path().join("crashed");
+    populate(&exe, &crashed);
+    let len = journal_data_len(&crashed);
     assert!(len > 1000, "the journal holds the data ({len} bytes)");
-    let case = |name: &str| {
+    // After a clean shutdown: everything in tables, the journal replaced by an empty one.
+    let base = root.path().join("base");
+    copy_dir(&crashed, &base);
+    assert!(Server::start(&exe, &base).stop().success());
+    assert!(
+        base.join("harper-clean-shutdown").exists(),
+        "a clean shutdown leaves its marker"
+    );
+    let journals = journal_files(&base);
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    assert_eq!(std::fs::metadata(&journals[0]).unwrap().len(), 0);
+    // A clean shutdown that kept its journal (flushing at shutdown gave up): the crashed
+    // directory with the marker of the same directory's clean shutdown (same last commit).
+    let kept = root.path().join("kept-journal");
+    copy_dir(&crashed, &kept);
+    std::fs::copy(
+        base.join("harper-clean-shutdown"),
+        kept.join("harper-clean-shutdown"),
+    )
+    .unwrap();
+    let case_of = |from: &Path, name: &str| {
         let dir = root.path().join(name);
-        copy_dir(&base, &dir);
+        copy_dir(from, &dir);
         dir
     };
+    let case = |name: &str| case_of(&base, name);
 
-    // The undamaged copy serves everything.
-    {
-        let dir = case("intact");
+    // The undamaged copies serve everything.
+    for from in [&base, &kept, &crashed] {
+        let name = format!("intact-{}", from.file_name().unwrap().to_string_lossy());
+        let dir = case_of(from, &name);
         let server = Server::start(&exe, &dir);
         assert_all_present(&server);
         assert!(server.stop().success());
+    }
+
+    // A clean shutdown's empty journal deleted: nothing is lost, and writes carry on after
+    // the records in tables (fjall would otherwise restart its sequence numbers at 0 and
+    // hide later writes behind older versions).
+    {
+        let dir = case("journal-deleted-after-clean-shutdown");
+        for j in journal_files(&dir) {
+            std::fs::remove_file(j).unwrap();
+        }
+        let server = Server::start(&exe, &dir);
+        assert_all_present(&server);
+        let (status, body) =
+            server.request("PUT", "/Category/k1", r#"{"id":"k1","name":"Category 99"}"#);
+        assert_eq!(status, 204, "{body}");
+        assert!(server.stop().success());
+        let server = Server::start(&exe, &dir);
+        let (status, body) = server.request("GET", "/Category/k1", "");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("\"Category 99\""),
+            "the later write wins: {body}"
+        );
+        assert!(server.stop().success());
+    }
+    // Without a clean shutdown, a missing journal may have held acknowledged writes.
+    {
+        let dir = case_of(&crashed, "journal-deleted-after-crash");
+        std::fs::remove_file(dir.join("0.jnl")).unwrap();
+        let before = contents(&dir);
+        assert_refused(&exe, &dir, &["journal", "missing"]);
+        assert_unchanged(&before, &dir);
     }
 
     // A regular file.
@@ -432,7 +495,8 @@ fn start_up_refuses_or_recovers_damaged_data_directories() {
         assert!(first.stop().success());
     }
 
-    // Journal damage after a clean shutdown: each is refused, nothing is changed.
+    // Journal damage after a clean shutdown that kept its journal: each is refused, nothing
+    // is changed.
     let journal_cases: Vec<DamageCase> = vec![
         (
             "journal-truncated-midway",
@@ -460,7 +524,7 @@ fn start_up_refuses_or_recovers_damaged_data_directories() {
             &["journal", "damaged"],
         ),
         (
-            "schema-metadata-flipped",
+            "schema-metadata-flipped", // the last of JOURNAL_CASES
             Box::new(|d: &Path| {
                 let path = d.join("0.jnl");
                 let data = std::fs::read(&path).unwrap();
@@ -491,8 +555,12 @@ fn start_up_refuses_or_recovers_damaged_data_directories() {
             &["version"],
         ),
     ];
-    for (name, damage, expect) in &journal_cases {
-        let dir = case(name);
+    for (i, (name, damage, expect)) in journal_cases.iter().enumerate() {
+        let dir = if i < JOURNAL_CASES {
+            case_of(&kept, name)
+        } else {
+            case(name)
+        };
         damage(&dir);
         let before = contents(&dir);
         let stderr = assert_refused(&exe, &dir, expect);
@@ -506,8 +574,7 @@ fn start_up_refuses_or_recovers_damaged_data_directories() {
     // A torn last transaction after a crash (no clean-shutdown marker): start-up discards
     // only that transaction, keeps its bytes aside, and serves everything acknowledged.
     {
-        let dir = case("crash-torn-tail");
-        std::fs::remove_file(dir.join("harper-clean-shutdown")).unwrap();
+        let dir = case_of(&crashed, "crash-torn-tail");
         let mut journal = std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("0.jnl"))
@@ -549,6 +616,10 @@ fn start_up_refuses_or_recovers_damaged_data_directories() {
     }
     eprintln!("damaged-directory cases took {:.1?}", started.elapsed());
 }
+
+/// The first this many damage cases damage the journal (of a copy of `kept-journal`); the
+/// others damage tables or files of a copy of `base`.
+const JOURNAL_CASES: usize = 6;
 
 /// A name, a way to damage a copy of the directory, and words the refusal must contain.
 type DamageCase = (&'static str, Box<dyn Fn(&Path)>, &'static [&'static str]);

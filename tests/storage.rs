@@ -239,6 +239,69 @@ fn everything_survives_reopening_the_directory() {
     db.check_integrity().unwrap();
 }
 
+/// The journals of a data directory: (name, length).
+fn journals(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jnl"))
+        .map(|e| {
+            let len = e.metadata().unwrap().len();
+            (e.file_name().to_string_lossy().into_owned(), len)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_clean_close_leaves_an_empty_journal_and_later_writes_still_win() {
+    // A clean close flushes everything to tables and replaces the journal with an empty one
+    // (the next open reads no journal). Writes after such a reopen must still take the
+    // place of the versions in tables (fjall's sequence numbers carry on from the tables).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::open(dir.path()).unwrap();
+        small_catalog(&db);
+        assert!(journals(dir.path())[0].1 > 0, "written to the journal");
+    }
+    let after_first = journals(dir.path());
+    assert_eq!(after_first.len(), 1, "{after_first:?}");
+    assert_eq!(after_first[0].1, 0, "an empty journal: {after_first:?}");
+    for round in 1..=3 {
+        let db = Database::open(dir.path()).unwrap();
+        assert_eq!(
+            db.get::<Product>("p02").unwrap().unwrap().price,
+            if round == 1 {
+                2.0
+            } else {
+                100.0 + f64::from(round - 1)
+            }
+        );
+        let mut p = db.get::<Product>("p02").unwrap().unwrap();
+        p.price = 100.0 + f64::from(round);
+        db.write(|tx| tx.put(&p)).unwrap();
+        db.write(|tx| tx.delete::<Product>(&format!("p1{round}")))
+            .unwrap();
+        assert_eq!(db.get::<Product>("p02").unwrap().unwrap().price, p.price);
+        db.check_integrity().unwrap();
+        drop(db);
+        let now = journals(dir.path());
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_eq!(now[0].1, 0, "{now:?}");
+    }
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.get::<Product>("p02").unwrap().unwrap().price, 103.0);
+    for gone in ["p11", "p12", "p13"] {
+        assert_eq!(db.get::<Product>(gone).unwrap(), None, "{gone}");
+    }
+    assert_eq!(db.get::<Product>("p14").unwrap().unwrap().price, 14.0);
+    let seq = db.last_seq();
+    db.write(|tx| tx.put(&category("more", "More"))).unwrap();
+    assert_eq!(db.last_seq(), seq + 1, "the change log carries on");
+    db.check_integrity().unwrap();
+}
+
 #[test]
 fn a_second_open_of_the_same_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,7 +24,8 @@ pub use server::{App, Server};
 pub use storage::key::Atom;
 pub use storage::tx::StoredRecord;
 pub use storage::{
-    Change, ChangeKind, Commit, Database, DatabaseBuilder, Durability, ReadTx, Reader, WriteTx,
+    Change, ChangeKind, Commit, Database, DatabaseBuilder, Durability, ReadTx, Reader,
+    StorageStats, WriteTx,
 };
 pub use types::{Id, Link, Links};
 

@@ -252,7 +252,8 @@ fn reply(content_type: &'static str, body: String) -> Response {
 /// The `/metrics` body: `harper_http_responses_total{class}`, `harper_commits_total`,
 /// `harper_last_seq`, `harper_subscriptions`, `harper_subscriber_lags_total`,
 /// `harper_storage_fsyncs_total`, `harper_storage_fsync_seconds_total`,
-/// `harper_writes_refused`, `harper_http_requests_total{method,route,status}` and the
+/// `harper_writes_refused`, the storage gauges `harper_storage_{cache,cache_capacity,memtable,
+/// journal}_bytes`, `harper_http_requests_total{method,route,status}` and the
 /// histogram `harper_http_request_duration_seconds{method,route}`.
 fn render(db: &Database, counts: &ResponseCounts, started_at_seq: u64) -> String {
     let mut out = String::new();
@@ -300,6 +301,31 @@ fn render(db: &Database, counts: &ResponseCounts, started_at_seq: u64) -> String
         "Times a subscriber fell behind its queue and was caught up from the change log.",
         &[("", db.subscriber_lags())],
     );
+    let storage = db.storage_stats();
+    for (name, help, value) in [
+        (
+            "harper_storage_cache_bytes",
+            "Bytes of table blocks in the storage's block cache.",
+            storage.cache_bytes,
+        ),
+        (
+            "harper_storage_cache_capacity_bytes",
+            "Capacity of the block cache.",
+            storage.cache_capacity_bytes,
+        ),
+        (
+            "harper_storage_memtable_bytes",
+            "Bytes of written records held in memory until flushed to tables.",
+            storage.memtable_bytes,
+        ),
+        (
+            "harper_storage_journal_bytes",
+            "Bytes of journal files on disk (with preallocated space).",
+            storage.journal_bytes,
+        ),
+    ] {
+        metric(name, "gauge", help, &[("", value)]);
+    }
     let (fsyncs, fsync_time) = db.fsync_stats();
     metric(
         "harper_storage_fsyncs_total",

@@ -13,6 +13,7 @@
 //!   latest committed state, change-log sequence numbers follow commit order, and events are
 //!   published in that order.
 
+mod fresh_journal;
 pub mod key;
 mod open_check;
 mod schema_meta;
@@ -188,6 +189,7 @@ impl DatabaseBuilder {
                 write_failure: std::sync::OnceLock::new(),
                 fsyncs: AtomicU64::new(0),
                 fsync_nanos: AtomicU64::new(0),
+                fresh_journal: fresh_journal::FreshJournal::default(),
             }),
         })
     }
@@ -240,6 +242,22 @@ pub(crate) struct Inner {
     /// Explicit fsyncs (durability `Sync` commits, [`Database::persist`]) and their total time.
     fsyncs: AtomicU64,
     fsync_nanos: AtomicU64,
+    /// Armed by a clean shutdown that found everything flushed: replaces the journal once
+    /// fjall has closed. Must stay the last field (fields drop in order, after `drop`).
+    fresh_journal: fresh_journal::FreshJournal,
+}
+
+/// What [`Database::storage_stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Bytes of blocks in the block cache.
+    pub cache_bytes: u64,
+    /// The block cache's capacity ([`DatabaseBuilder::cache_size`]).
+    pub cache_capacity_bytes: u64,
+    /// Bytes of records in memtables (active and sealed) not yet flushed to tables.
+    pub memtable_bytes: u64,
+    /// Bytes of journal files on disk (preallocated space included).
+    pub journal_bytes: u64,
 }
 
 /// Why writes stopped.
@@ -256,22 +274,27 @@ impl Drop for Inner {
         if self.temporary || self.write_failure.get().is_some() {
             return;
         }
-        self.flush_memtables();
+        let flushed = self.flush_memtables();
         if self.fjall.persist(PersistMode::SyncAll).is_ok() {
             open_check::write_clean_shutdown(
                 &self.path,
                 self.committed_seq.load(Ordering::Acquire),
             );
+            if flushed {
+                self.fresh_journal.arm(&self.path);
+            }
         }
     }
 }
 
 impl Inner {
     /// Writes every keyspace's in-memory table to disk tables (at a clean shutdown), so the
-    /// next start finds the journal's records already in tables: fjall still reads the
-    /// journal, but inserts nothing back into memory. Only speeds the next start up (the
-    /// journal stays as it is); gives up after a while rather than hold the shutdown.
-    fn flush_memtables(&self) {
+    /// next start finds the journal's records already in tables. Returns true when every
+    /// keyspace's memtables were found empty afterwards: the journal then holds nothing that
+    /// is not in tables, and can be replaced by an empty one once fjall has closed
+    /// ([`fresh_journal`]). Only speeds the next start up; gives up after a while rather
+    /// than hold the shutdown (false).
+    fn flush_memtables(&self) -> bool {
         let started = std::time::Instant::now();
         let mut keyspaces = Vec::new();
         for name in self.fjall.list_keyspace_names() {
@@ -282,7 +305,7 @@ impl Inner {
                 Ok(_) => keyspaces.push(ks),
                 Err(e) => {
                     tracing::warn!(keyspace = %name.as_ref(), error = %e, "cannot flush at shutdown");
-                    return;
+                    return false;
                 }
             }
         }
@@ -291,10 +314,21 @@ impl Inner {
         while keyspaces.iter().any(|k| k.sealed_memtable_count() > 0) {
             if std::time::Instant::now() > deadline {
                 tracing::warn!("flushing at shutdown takes too long; the next start replays more");
-                return;
+                return false;
             }
             pause();
         }
+        // Nothing writes at a shutdown (no handle is left), but check rather than assume: no
+        // memtable, active or sealed, of any keyspace holds an entry (fjall's own test before
+        // it deletes a journal compares the same seqnos). `tree` is fjall's (documented-hidden)
+        // public field.
+        let all_flushed = {
+            use fjall::AbstractTree;
+            keyspaces
+                .iter()
+                .all(|k| k.tree.get_highest_memtable_seqno().is_none())
+                && self.fjall.list_keyspace_names().len() == keyspaces.len()
+        };
         // Each flush asks for a compaction; when it moves the new tables out of level 0, let
         // it finish now rather than at the next start, beside its first requests. A
         // compaction that decides to wait for more tables leaves level 0 as it is: stop once
@@ -313,8 +347,10 @@ impl Inner {
         }
         tracing::debug!(
             ms = ms(started.elapsed()),
+            all_flushed,
             "shutdown: in-memory tables flushed"
         );
+        all_flushed
     }
 }
 
@@ -551,6 +587,17 @@ impl Database {
     /// them; `None` while writes work. Reads keep working either way.
     pub fn write_failure(&self) -> Option<String> {
         self.inner.write_failure.get().map(|f| f.cause.clone())
+    }
+
+    /// Memory and disk the storage engine holds now (for `/metrics`).
+    pub fn storage_stats(&self) -> StorageStats {
+        let f = &self.inner.fjall;
+        StorageStats {
+            cache_bytes: f.cache_size(),
+            cache_capacity_bytes: f.cache_capacity(),
+            memtable_bytes: f.write_buffer_size(),
+            journal_bytes: f.journal_disk_space().unwrap_or(0),
+        }
     }
 
     /// Explicit fsyncs so far (commits under [`Durability::Sync`], shared by group commit,

@@ -135,6 +135,9 @@ pub(super) fn scan_journals(path: &Path, clean_shutdown: bool) -> Result<(), Err
         })
         .collect();
     journals.sort();
+    if journals.is_empty() && path.join("version").exists() {
+        return missing_journal(path, clean_shutdown);
+    }
     let count = journals.len();
     for (i, (_, file)) in journals.into_iter().enumerate() {
         let name = file
@@ -177,6 +180,42 @@ pub(super) fn scan_journals(path: &Path, clean_shutdown: bool) -> Result<(), Err
             keep_torn_tail(path, &file, &name, at, end);
         }
     }
+    Ok(())
+}
+
+/// A created directory (fjall writes `version` after the first journal) without a journal.
+/// A clean shutdown normally leaves the journal empty, everything in tables (see
+/// `fresh_journal`), so an empty one is put back: fjall, finding no journal at all, would
+/// create one but skip taking its sequence numbers from the tables, restart them at 0, and
+/// later writes would hide behind older versions. (Had that shutdown kept its journal, what
+/// it held is lost; the clean-shutdown check of the change log still refuses a directory
+/// whose last transactions are gone.) Without a clean shutdown the journal may have held
+/// acknowledged writes: refused.
+fn missing_journal(path: &Path, clean_shutdown: bool) -> Result<(), Error> {
+    if !clean_shutdown {
+        return Err(data_dir_error(
+            path,
+            DataDirProblem::Damaged,
+            format!(
+                "its journal (*.jnl) is missing, and the last shutdown was not clean: \
+                 acknowledged transactions not yet in tables are lost. {NOTHING_CHANGED}."
+            ),
+        ));
+    }
+    let created = File::create_new(path.join("0.jnl")).and_then(|f| f.sync_all());
+    if let Err(e) = created {
+        return Err(data_dir_error(
+            path,
+            DataDirProblem::NotWritable,
+            format!("cannot put back its missing (empty) journal 0.jnl: {e}"),
+        ));
+    }
+    sync_dir(path);
+    tracing::warn!(
+        path = %path.display(),
+        "the journal was missing after a clean shutdown (when everything is in tables); an \
+         empty one was put back"
+    );
     Ok(())
 }
 
