@@ -116,6 +116,18 @@ impl Record {
         .map_err(|e| Error::Corrupt(format!("{} record: {e}", def.name)))
     }
 
+    /// [`Record::refill_stored_fields`] for the attributes `keys` names: found by their key
+    /// bytes when the record allows it (see [`FieldKeys`]), else by the walk.
+    pub(crate) fn refill_from(&mut self, json: &[u8], keys: &FieldKeys) -> Result<()> {
+        if let Some(finders) = &keys.finders {
+            self.slots.iter_mut().for_each(|s| *s = None);
+            if fast_fields::find(json, finders, &mut self.slots).is_some() {
+                return Ok(());
+            }
+        }
+        self.refill_stored_fields(json, &keys.wanted)
+    }
+
     pub fn def(&self) -> &'static TableDef {
         self.def
     }
@@ -248,6 +260,38 @@ pub(crate) fn value_atoms(field: &FieldDef, value: Option<&Value>) -> Vec<Atom> 
             atoms
         }
         Some(v) => vec![field_atom(field, v)],
+    }
+}
+
+/// Which attributes of a table's stored records a scan reads, prepared once per scan: a
+/// searcher for each one's key bytes (`"name":`), so records without nested objects give
+/// them up without a walk over the attributes before them.
+pub(crate) struct FieldKeys {
+    wanted: Vec<bool>,
+    /// `None` when a wanted name would need escapes in JSON (the walk decides then).
+    finders: Option<Vec<(usize, memchr::memmem::Finder<'static>)>>,
+}
+
+impl FieldKeys {
+    pub(crate) fn new(def: &'static TableDef, wanted: &[bool]) -> FieldKeys {
+        let finders = def
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| wanted.get(*i).copied().unwrap_or(false))
+            .map(|(i, f)| {
+                let name = f.name.as_bytes();
+                let plain = !name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                plain.then(|| {
+                    let needle = [b"\"", name, b"\":"].concat();
+                    (i, memchr::memmem::Finder::new(&needle).into_owned())
+                })
+            })
+            .collect();
+        FieldKeys {
+            wanted: wanted.to_vec(),
+            finders,
+        }
     }
 }
 
@@ -456,16 +500,7 @@ mod fast_fields {
                 && wanted.get(i).copied().unwrap_or(false)
                 && slots[i].is_none()
             {
-                slots[i] = Some(match &json[start..end] {
-                    b"true" => Value::Bool(true),
-                    b"false" => Value::Bool(false),
-                    b"null" => Value::Null,
-                    // A string without escapes is its bytes.
-                    [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
-                        Value::String(std::str::from_utf8(inner).ok()?.to_owned())
-                    }
-                    raw => serde_json::from_slice(raw).ok()?,
-                });
+                slots[i] = Some(value_of(&json[start..end])?);
                 missing -= 1;
                 if missing == 0 {
                     return Some(());
@@ -478,6 +513,41 @@ mod fast_fields {
                 _ => return None,
             }
         }
+    }
+
+    /// Reads the wanted attributes by searching for their keys (`finders`: field index and
+    /// a searcher for `"name":`). Only for a record with no `{` past its first byte (not even
+    /// inside a string): with no nested object, a string followed by a colon is a top-level
+    /// key, and no string holds a key's bytes since every quote inside one is escaped.
+    /// `None` (the walk decides) for anything else, or when a key is not found.
+    pub(super) fn find(
+        json: &[u8],
+        finders: &[(usize, memchr::memmem::Finder<'static>)],
+        slots: &mut [Option<Value>],
+    ) -> Option<()> {
+        if json.first() != Some(&b'{') || memchr::memchr(b'{', &json[1..]).is_some() {
+            return None;
+        }
+        for (i, finder) in finders {
+            let start = skip_ws(json, finder.find(json)? + finder.needle().len());
+            let end = skip_value(json, start)?;
+            *slots.get_mut(*i)? = Some(value_of(&json[start..end])?);
+        }
+        Some(())
+    }
+
+    /// A value's JSON bytes as a value (scalars without serde).
+    fn value_of(raw: &[u8]) -> Option<Value> {
+        Some(match raw {
+            b"true" => Value::Bool(true),
+            b"false" => Value::Bool(false),
+            b"null" => Value::Null,
+            // A string without escapes is its bytes.
+            [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                Value::String(std::str::from_utf8(inner).ok()?.to_owned())
+            }
+            raw => serde_json::from_slice(raw).ok()?,
+        })
     }
 
     fn skip_ws(json: &[u8], mut at: usize) -> usize {
@@ -603,7 +673,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
 
-    use super::Record;
+    use super::{FieldKeys, Record};
     use crate::schema::{FieldDef, FieldType, Scalar, TableDef};
 
     const fn json_field(name: &'static str) -> FieldDef {
@@ -681,9 +751,13 @@ mod tests {
             let json = serde_json::to_vec(&Value::Object(object)).unwrap();
             let all = by_serde(&json);
             let some = Record::from_stored_fields(&DEF, &json, &wanted).unwrap().slots;
+            let keys = FieldKeys::new(&DEF, &wanted);
+            let mut found = Record::from_stored_fields(&DEF, b"{}", &wanted).unwrap();
+            found.refill_from(&json, &keys).unwrap();
             for i in 0..DEF.fields.len() {
                 let expected = if wanted[i] { all[i].clone() } else { None };
                 prop_assert_eq!(&some[i], &expected, "field {}", DEF.fields[i].name);
+                prop_assert_eq!(&found.slots[i], &expected, "field {} by key", DEF.fields[i].name);
             }
         }
     }
@@ -697,11 +771,22 @@ mod tests {
             "{\"a\":{\"a\":2,\"id\":[\"}\"]},\"id\":\"\\\"}\"}",
             "{\"q\\\"uote\":true,\"a\":-1.5e3}",
             "{\"a\":[[],{},\"\\\\\"],\"b c\":null}",
+            // No nested object: keys are searched for; look-alikes sit inside strings.
+            "{\"id\":\"\\\"a\\\":1,\",\"a\":\"x\\\"a\\\":\",\"b c\":[\"a\",\"a\"],\"naïve\":2}",
+            "{\"id\":\"\\\\\",\"a\":[true,null]}",
         ] {
             let some = Record::from_stored_fields(&DEF, raw.as_bytes(), &wanted)
                 .unwrap()
                 .slots;
             assert_eq!(some, by_serde(raw.as_bytes()), "{raw}");
+            // Names that need no escapes are searched for by key.
+            let plain = [true, true, true, true, false];
+            let mut found = Record::from_stored_fields(&DEF, b"{}", &plain).unwrap();
+            found
+                .refill_from(raw.as_bytes(), &FieldKeys::new(&DEF, &plain))
+                .unwrap();
+            assert_eq!(found.slots[..4], some[..4], "{raw} by key");
+            assert_eq!(found.slots[4], None);
         }
         assert_eq!(
             Record::from_stored_fields(&DEF, br#"{"a":{"x":1}}"#, &wanted)

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::model::{Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort};
 use crate::error::{Error, Result};
-use crate::record::{Record, field_atom, value_atoms};
+use crate::record::{FieldKeys, Record, field_atom, value_atoms};
 use crate::schema::{FieldDef, RelationshipDef, RelationshipKind, Scalar, TableDef};
 use crate::storage::key::{self, Atom, AtomKind};
 use crate::storage::source::{KeyRange, Ks, Source};
@@ -1218,13 +1218,14 @@ pub(crate) fn run_bounded<R: Reader>(
     });
     // The record each candidate row is decoded into (its allocation reused).
     let mut scratch = Record::from_stored_fields(def, b"{}", &needed)?;
+    let field_keys = FieldKeys::new(def, &needed);
     for_each_row(src, &store, &access, within.as_mut(), |k, bytes| {
         let stored = StoredRecord::from_stored(k, bytes)?;
         let sort_keys: Vec<Atom> = if matches!(residual, CFilter::True) && sorted_output {
             // Nothing to check and nothing to sort: the record is not even parsed.
             Vec::new()
         } else {
-            scratch.refill_stored_fields(stored.json(), &needed)?;
+            scratch.refill_from(stored.json(), &field_keys)?;
             if !eval(&residual, &scratch) {
                 return Ok(true);
             }
