@@ -6,6 +6,7 @@ pub mod error;
 pub mod graphql;
 pub mod hooks;
 pub mod http;
+pub mod memory;
 pub mod query;
 pub mod realtime;
 pub mod record;

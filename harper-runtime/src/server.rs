@@ -194,7 +194,14 @@ impl App {
 
     /// The complete filter, and the direct door for table reads that [`App::bind`] serves
     /// them through (the same answers without the filter chain).
-    fn assemble(&self) -> Result<(BoxedFilter<(Response,)>, http::direct::DirectReads)> {
+    #[allow(clippy::type_complexity)]
+    fn assemble(
+        &self,
+    ) -> Result<(
+        BoxedFilter<(Response,)>,
+        http::direct::DirectReads,
+        std::sync::Arc<http::ops::ResponseCounts>,
+    )> {
         let auth = self.auth()?;
         let state = http::api_state(
             self.db.clone(),
@@ -248,8 +255,8 @@ impl App {
         let served = http::ops::instrument(counts.clone(), ops.or(all).unify().boxed());
         let served = connect_refused().or(served).unify().boxed();
         let filter = http::security_headers(http::cors(self.cors.clone(), served));
-        let direct = http::direct::DirectReads::new(state, counts, self.cors.clone());
-        Ok((filter, direct))
+        let direct = http::direct::DirectReads::new(state, counts.clone(), self.cors.clone());
+        Ok((filter, direct, counts))
     }
 
     /// Checks what only start-up can: every table whose permissions name `owner` has an
@@ -297,7 +304,8 @@ impl App {
             return Err(e);
         }
         self.prepare()?;
-        let (filter, direct) = self.assemble()?;
+        let (filter, direct, counts) = self.assemble()?;
+        crate::memory::limit_arenas(2);
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),
@@ -315,6 +323,25 @@ impl App {
             max_connections,
             stopped,
         ));
+        // Memory held during a burst of requests goes back to the system once it is over.
+        let served = std::sync::Arc::downgrade(&counts);
+        drop(counts);
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let mut idle = crate::memory::IdleTrim::default();
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(counts) = served.upgrade() else {
+                    return; // the server is gone
+                };
+                if idle.tick(counts.total()) {
+                    let db = db.clone();
+                    let _ = tokio::task::spawn_blocking(move || db.release_memory()).await;
+                }
+            }
+        });
         Ok(Server {
             addr: local,
             stop: Some(stop),

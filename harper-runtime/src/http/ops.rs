@@ -118,6 +118,14 @@ impl std::fmt::Debug for ResponseCounts {
 }
 
 impl ResponseCounts {
+    /// Responses counted so far, of every status.
+    pub fn total(&self) -> u64 {
+        self.by_class
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Counts a response by status class only (see [`ResponseCounts::observe`]).
     pub fn record(&self, status: StatusCode) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;

@@ -92,7 +92,8 @@ impl DatabaseBuilder {
         self
     }
 
-    /// Block cache size in bytes (default 32 MiB).
+    /// Block cache size in bytes (default 16 MiB: resident memory, most of it once a server
+    /// has run a while; fjall's default is 32 MiB).
     pub fn cache_size(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
         self
@@ -427,7 +428,7 @@ impl Database {
             path: path.as_ref().to_path_buf(),
             temporary: false,
             durability: Durability::default(),
-            cache_bytes: 32 << 20,
+            cache_bytes: 16 << 20,
             retention: DEFAULT_CHANGE_LOG_RETENTION,
         }
     }
@@ -587,6 +588,32 @@ impl Database {
     /// them; `None` while writes work. Reads keep working either way.
     pub fn write_failure(&self) -> Option<String> {
         self.inner.write_failure.get().map(|f| f.cause.clone())
+    }
+
+    /// Gives memory back once a burst of work is over (call when idle, from a blocking
+    /// context): every keyspace's memtable that holds writes is flushed to tables (waiting up
+    /// to a second for it), then memory freed inside malloc goes back to the system
+    /// ([`crate::memory::release_free_memory`]). What stays resident is mostly the block
+    /// cache. The server calls it a second after the requests stop.
+    pub fn release_memory(&self) {
+        let inner = &self.inner;
+        if inner.fjall.write_buffer_size() > 0 && inner.write_failure.get().is_none() {
+            let mut flushing = Vec::new();
+            for name in inner.fjall.list_keyspace_names() {
+                if let Ok(ks) = inner.fjall.keyspace(&name, keyspace_options)
+                    && matches!(ks.rotate_memtable(), Ok(true))
+                {
+                    flushing.push(ks);
+                }
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while flushing.iter().any(|k| k.sealed_memtable_count() > 0)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        crate::memory::release_free_memory();
     }
 
     /// Memory and disk the storage engine holds now (for `/metrics`).
