@@ -29,6 +29,8 @@ pub struct Table {
     /// Stored fields, in declaration order.
     pub fields: Vec<Field>,
     pub relationships: Vec<Relationship>,
+    /// `#[table(index(..))]`: positions in `fields`, in key order.
+    pub compound_indexes: Vec<Vec<usize>>,
 }
 
 pub struct Export {
@@ -186,6 +188,7 @@ fn table_from_struct(
         export,
         fields: Vec::new(),
         relationships: Vec::new(),
+        compound_indexes: Vec::new(),
     };
     for (index, field) in fields.named.iter_mut().enumerate() {
         let attrs = FieldAttrs::take(cx, &mut field.attrs);
@@ -204,6 +207,33 @@ fn table_from_struct(
                 attrs,
             },
         );
+    }
+    for idents in &args.indexes {
+        let mut positions = Vec::with_capacity(idents.len());
+        for ident in idents {
+            let rust_name = ident.unraw().to_string();
+            let Some(i) = table.fields.iter().position(|f| f.rust_name == rust_name) else {
+                cx.error_spanned_by(
+                    ident,
+                    format!("`index(..)` names `{rust_name}`, which is not a stored field"),
+                );
+                continue;
+            };
+            let ty = &table.fields[i].field_type;
+            if ty.list || ty.scalar == Scalar::Json {
+                cx.error_spanned_by(
+                    ident,
+                    format!(
+                        "`index(..)` field `{rust_name}` must hold one indexable value \
+                         (`Id`, `String`, `bool`, an integer or a float, or an `Option` of one)"
+                    ),
+                );
+            } else if positions.contains(&i) {
+                cx.error_spanned_by(ident, format!("`index(..)` names `{rust_name}` twice"));
+            }
+            positions.push(i);
+        }
+        table.compound_indexes.push(positions);
     }
     Some(table)
 }

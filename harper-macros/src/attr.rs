@@ -49,10 +49,12 @@ impl<'c, T> Attr<'c, T> {
 // ---------------------------------------------------------------------------------------
 // Struct level
 
-/// `#[table(name = "..", rename_all = "..")]`.
+/// `#[table(name = "..", rename_all = "..", index(a, b)..)]`.
 pub struct TableArgs {
     pub name: Option<LitStr>,
     pub rename_all: RenameRule,
+    /// `index(a, b)` options: Rust field names, in key order (one list per index).
+    pub indexes: Vec<Vec<Ident>>,
 }
 
 /// `#[export]` / `#[export(name = "..", read = "..", write = "..")]`, written above or
@@ -142,6 +144,7 @@ pub fn parse_table_args<'c>(
 ) -> TableArgs {
     let mut name = Attr::none(cx, "`#[table]` option `name`");
     let mut rename_all = Attr::none(cx, "`#[table]` option `rename_all`");
+    let mut indexes: Vec<Vec<Ident>> = Vec::new();
     let parser = syn::meta::parser(|meta| {
         if meta.path == NAME {
             let lit: LitStr = meta.value()?.parse()?;
@@ -152,6 +155,17 @@ pub fn parse_table_args<'c>(
                 Ok(rule) => rename_all.set(&meta.path, rule),
                 Err(unknown) => cx.error_spanned_by(&lit, unknown),
             }
+        } else if meta.path == INDEX {
+            let content;
+            syn::parenthesized!(content in meta.input);
+            let fields = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+            if fields.len() < 2 {
+                cx.error_spanned_by(
+                    &meta.path,
+                    "`index(..)` names at least two fields (one field: `#[indexed]` on it)",
+                );
+            }
+            indexes.push(fields.into_iter().collect());
         } else if meta.path == HIDDEN_EXPORT {
             let args = if meta.input.peek(syn::token::Paren) {
                 let content;
@@ -173,7 +187,7 @@ pub fn parse_table_args<'c>(
             cx.error_spanned_by(
                 &meta.path,
                 format!(
-                    "unknown `#[table]` option `{}`; expected `name` or `rename_all`",
+                    "unknown `#[table]` option `{}`; expected `name`, `rename_all` or `index`",
                     path_to_string(&meta.path)
                 ),
             );
@@ -187,6 +201,7 @@ pub fn parse_table_args<'c>(
     TableArgs {
         name: name.get(),
         rename_all: rename_all.get().unwrap_or_default(),
+        indexes,
     }
 }
 

@@ -137,6 +137,10 @@ fn table_impl(table: &Table) -> TokenStream {
         .relationships
         .iter()
         .map(|r| relationship_def(table, r));
+    let compound_indexes = table
+        .compound_indexes
+        .iter()
+        .map(|fields| quote!(::harper::schema::CompoundIndexDef { fields: &[#(#fields),*] }));
     // A static behind the const gives the definition one address: every `T::DEF` (and
     // every relationship's `target()`) is the same pointer, which the runtime may compare.
     quote! {
@@ -149,6 +153,7 @@ fn table_impl(table: &Table) -> TokenStream {
                     fields: &[#(#fields),*],
                     primary_key: #primary_key,
                     relationships: &[#(#relationships),*],
+                    compound_indexes: &[#(#compound_indexes),*],
                 };
                 &__HARPER_TABLE_DEF
             };

@@ -46,7 +46,11 @@ use proc_macro::TokenStream;
 /// Options of `#[table(..)]`:
 /// - `name = "..."`: the table name (default: the struct name);
 /// - `rename_all = "..."`: JSON names of the fields: `"camelCase"` (default), `"snake_case"`,
-///   `"PascalCase"`, `"kebab-case"`, `"SCREAMING_SNAKE_CASE"` or `"lowercase"`.
+///   `"PascalCase"`, `"kebab-case"`, `"SCREAMING_SNAKE_CASE"` or `"lowercase"`;
+/// - `index(a, b, ..)` (repeatable): an index on several fields (not `Vec`s), ordered by `a`,
+///   then `b`, .., then the key. Equality on its leading fields reads only their matches,
+///   ordered by the next field: `index(category_id, name)` answers
+///   `categoryId=x&sort(+name)&limit(24)` by reading about 24 entries, whatever the table's size.
 ///
 /// Field attributes:
 /// - `#[primary_key]` on exactly one field of type `Id`, `String` or an integer;

@@ -20,6 +20,8 @@ pub const HARPER: Symbol = Symbol("harper");
 // `#[table(..)]` and `#[export(..)]` options.
 pub const NAME: Symbol = Symbol("name");
 pub const RENAME_ALL: Symbol = Symbol("rename_all");
+/// `#[table(index(a, b))]`: an index on several fields.
+pub const INDEX: Symbol = Symbol("index");
 // `#[export(..)]` permissions: who may do what.
 pub const READ: Symbol = Symbol("read");
 pub const WRITE: Symbol = Symbol("write");

@@ -494,11 +494,11 @@ fn table_options() {
     );
     assert_eq!(
         error(quote!(bogus), item.clone()),
-        "unknown `#[table]` option `bogus`; expected `name` or `rename_all`"
+        "unknown `#[table]` option `bogus`; expected `name`, `rename_all` or `index`"
     );
     assert_eq!(
         error(quote!(bogus = 1, name = "Q"), item.clone()),
-        "unknown `#[table]` option `bogus`; expected `name` or `rename_all`"
+        "unknown `#[table]` option `bogus`; expected `name`, `rename_all` or `index`"
     );
     assert_eq!(
         error(quote!(name = "A", name = "B"), item.clone()),

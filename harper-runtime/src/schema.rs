@@ -27,6 +27,18 @@ pub struct TableDef {
     pub primary_key: usize,
     /// Relationship attributes, resolved on select and in conditions (`category.name=Toys`).
     pub relationships: &'static [RelationshipDef],
+    /// Indexes on several fields (`#[table(index(category_id, name))]`).
+    pub compound_indexes: &'static [CompoundIndexDef],
+}
+
+/// An index on several (non-list) fields: its entries are ordered by the first field, then
+/// the second, and so on, then the primary key. A query with equality conditions on the
+/// leading fields reads only its matches, already ordered by the next field: e.g.
+/// `(categoryId, name)` answers `categoryId=x&sort(+name)&limit(24)` by reading 24 entries.
+#[derive(Debug)]
+pub struct CompoundIndexDef {
+    /// Positions in [`TableDef::fields`], at least two, in key order.
+    pub fields: &'static [usize],
 }
 
 /// `#[export]` settings.

@@ -221,6 +221,7 @@ fn rules() {
         fields: &[],
         primary_key: 0,
         relationships: &[],
+        compound_indexes: &[],
     };
     let anon = Principal::anonymous();
     let guest = Principal::guest("guest-1");

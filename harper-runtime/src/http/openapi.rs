@@ -1102,6 +1102,7 @@ mod tests {
                 kind: RelationshipKind::From { field: "makerIds" },
             },
         ],
+        compound_indexes: &[],
     };
 
     static GROUP: TableDef = TableDef {
@@ -1122,6 +1123,7 @@ mod tests {
                 rust_field: "groupId",
             },
         }],
+        compound_indexes: &[],
     };
 
     /// Not exported, but reachable from `Item.makers`.
@@ -1145,6 +1147,7 @@ mod tests {
         ],
         primary_key: 0,
         relationships: &[],
+        compound_indexes: &[],
     };
 
     /// Exported, with a name that clashes with the error schema and attributes that clash
@@ -1184,6 +1187,7 @@ mod tests {
         ],
         primary_key: 0,
         relationships: &[],
+        compound_indexes: &[],
     };
 
     fn doc() -> Value {

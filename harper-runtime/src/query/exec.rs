@@ -526,10 +526,30 @@ mod one_tests {
 /// An index-servable set of ranges on one field.
 #[derive(Debug, Clone)]
 struct Candidate {
+    /// The field whose order (then the primary key's) a scan of `ranges` yields.
     field: usize,
     ranges: Vec<KeyRange>,
     /// Static preference when counts cannot tell (lower is better).
     rank: u8,
+    /// Ranges of a compound index rather than of `field`'s own index.
+    compound: Option<CompoundPart>,
+}
+
+/// How a candidate uses a compound index: equality conditions fix its leading fields, and
+/// `Candidate::field` is the next one (or the last fixed one when all are fixed).
+#[derive(Debug, Clone)]
+struct CompoundPart {
+    /// Position in `def.compound_indexes`.
+    index: usize,
+    /// The fixed leading fields and their values.
+    fixed: Vec<(usize, Atom)>,
+}
+
+impl Candidate {
+    /// Whether the ranges are of the records themselves (primary key ranges).
+    fn on_records(&self, def: &TableDef) -> bool {
+        self.compound.is_none() && self.field == def.primary_key
+    }
 }
 
 fn value_range(atom: &Atom) -> KeyRange {
@@ -634,18 +654,136 @@ fn candidates(store: &TableStore, conjuncts: &[&CFilter]) -> Vec<Candidate> {
                 field: cond.field,
                 ranges,
                 rank,
+                compound: None,
             }),
         }
     }
     out
 }
 
-fn ks_for(store: &TableStore, field: usize) -> &Ks {
-    if field == store.def.primary_key {
+/// Candidates on compound indexes whose leading fields have equality conditions: their
+/// ranges hold the records matching those conditions (and any on the next field), ordered by
+/// the next field. Made when they narrow more than one field's index could, or serve the sort.
+fn compound_candidates(
+    store: &TableStore,
+    conjuncts: &[&CFilter],
+    sort_first: Option<usize>,
+) -> Vec<Candidate> {
+    let def = store.def;
+    let mut out = Vec::new();
+    for (index, ci) in def.compound_indexes.iter().enumerate() {
+        let mut fixed: Vec<(usize, Atom)> = Vec::new();
+        for &f in ci.fields {
+            let eq = conjuncts.iter().find_map(|c| match c {
+                CFilter::Cond(CCond {
+                    field,
+                    test: Test::Cmp(Op::Eq, a),
+                }) if *field == f => Some(a.clone()),
+                _ => None,
+            });
+            match eq {
+                Some(a) => fixed.push((f, a)),
+                None => break,
+            }
+        }
+        if fixed.is_empty() {
+            continue;
+        }
+        let mut prefix = Vec::new();
+        for (_, a) in &fixed {
+            key::encode(a, &mut prefix);
+        }
+        let whole = KeyRange::half_open(prefix.clone(), key::after_value(&prefix));
+        let (field, ranges, conditioned) = match ci.fields.get(fixed.len()) {
+            None => (fixed[fixed.len() - 1].0, vec![whole], false),
+            Some(&next) => {
+                // Conditions on the next field narrow the ranges, as on its own index.
+                let mut ranges = vec![KeyRange::all()];
+                let mut conditioned = false;
+                for c in conjuncts {
+                    let CFilter::Cond(cond) = c else { continue };
+                    if cond.field != next {
+                        continue;
+                    }
+                    let Some((rs, _)) = test_ranges(&def.fields[next], &cond.test) else {
+                        continue;
+                    };
+                    conditioned = true;
+                    let mut merged = Vec::new();
+                    for a in &ranges {
+                        for b in &rs {
+                            let r = intersect(a, b);
+                            if !r.is_empty() {
+                                merged.push(r);
+                            }
+                        }
+                    }
+                    ranges = merged;
+                }
+                let prefixed = |b: &Bound<Vec<u8>>, start: bool| match b {
+                    Bound::Included(v) => Bound::Included([prefix.as_slice(), v].concat()),
+                    Bound::Excluded(v) => Bound::Excluded([prefix.as_slice(), v].concat()),
+                    Bound::Unbounded if start => whole.start.clone(),
+                    Bound::Unbounded => whole.end.clone(),
+                };
+                let ranges = ranges
+                    .iter()
+                    .map(|r| KeyRange {
+                        start: prefixed(&r.start, true),
+                        end: prefixed(&r.end, false),
+                    })
+                    .collect();
+                (next, ranges, conditioned)
+            }
+        };
+        let first_indexed = store.indexes[fixed[0].0].is_some() || fixed[0].0 == def.primary_key;
+        if fixed.len() >= 2 || conditioned || sort_first == Some(field) || !first_indexed {
+            out.push(Candidate {
+                field,
+                ranges,
+                rank: 0,
+                compound: Some(CompoundPart { index, fixed }),
+            });
+        }
+    }
+    out
+}
+
+fn ks_for<'s>(store: &'s TableStore, cand: &Candidate) -> &'s Ks {
+    if let Some(c) = &cand.compound {
+        &store.compound[c.index]
+    } else if cand.field == store.def.primary_key {
         &store.records
     } else {
         // Only called for fields that are indexed (checked when building candidates).
-        store.indexes[field].as_ref().unwrap_or(&store.records)
+        store.indexes[cand.field].as_ref().unwrap_or(&store.records)
+    }
+}
+
+/// Where the record key starts in an entry of `cand`'s index (0: the records themselves).
+fn record_key_at(store: &TableStore, cand: &Candidate, entry: &[u8]) -> Result<usize> {
+    let components = match &cand.compound {
+        Some(c) => store.def.compound_indexes[c.index].fields.len(),
+        None if cand.field == store.def.primary_key => 0,
+        None => 1,
+    };
+    let mut at = 0;
+    for _ in 0..components {
+        at += key::component_len(&entry[at..])
+            .map_err(|_| Error::Corrupt(format!("index of {}", store.def.name)))?;
+    }
+    Ok(at)
+}
+
+/// How a plan names a candidate's index: `Product#categoryId+name`.
+fn index_name(def: &TableDef, cand: &Candidate) -> String {
+    match &cand.compound {
+        Some(c) => format!(
+            "{}#{}",
+            def.name,
+            crate::storage::compound_label(def, &def.compound_indexes[c.index])
+        ),
+        None => format!("{}#{}", def.name, def.fields[cand.field].name),
     }
 }
 
@@ -657,7 +795,7 @@ fn count(view: &dyn Source, store: &TableStore, cand: &Candidate, cap: usize) ->
     if let Some(n) = store.planner.count(&key, cap) {
         return Ok(n);
     }
-    let ks = ks_for(store, cand.field);
+    let ks = ks_for(store, cand);
     let mut n = 0;
     'ranges: for r in &cand.ranges {
         for item in view.scan(ks, r, false) {
@@ -674,7 +812,12 @@ fn count(view: &dyn Source, store: &TableStore, cand: &Candidate, cap: usize) ->
 
 /// A candidate's field and ranges as bytes (the planner statistics' key).
 fn stats_key(cand: &Candidate) -> Vec<u8> {
-    let mut key = (cand.field as u32).to_be_bytes().to_vec();
+    let tag = match &cand.compound {
+        // Compound ranges are told apart from any field's.
+        Some(c) => 0x8000_0000 | c.index as u32,
+        None => cand.field as u32,
+    };
+    let mut key = tag.to_be_bytes().to_vec();
     let mut bound = |b: &Bound<Vec<u8>>| match b {
         Bound::Included(v) | Bound::Excluded(v) => {
             key.push(if matches!(b, Bound::Included(_)) {
@@ -695,16 +838,21 @@ fn stats_key(cand: &Candidate) -> Vec<u8> {
 }
 
 /// Chooses the best candidate. Returns it with its (possibly capped) count.
+///
+/// With `cap`, no count goes past it: the caller only needs to know which candidates hold
+/// fewer than `cap` entries (when none does, the best-ranked one is returned with `cap`).
+/// Without, a query that needs every match counts the large candidates against each other.
 fn choose(
     view: &dyn Source,
     store: &TableStore,
     mut cands: Vec<Candidate>,
     early_stop: bool,
+    cap: Option<usize>,
 ) -> Result<Option<(Candidate, usize)>> {
     if cands.is_empty() {
         return Ok(None);
     }
-    if cands.len() == 1 {
+    if cands.len() == 1 && cap.is_none() {
         // Nothing to compare: no costing. The count is unknown, reported as "at least PROBE".
         return Ok(cands.pop().map(|c| (c, PROBE)));
     }
@@ -713,6 +861,7 @@ fn choose(
     // known to hold n entries, no other needs counting past n. A query that stops at its
     // limit gains little from exact counts, so it probes less.
     let probe = if early_stop { EARLY_STOP_PROBE } else { PROBE };
+    let probe = cap.map_or(probe, |c| probe.min(c));
     let mut best: Option<(usize, usize)> = None; // (index, exact count below `probe`)
     for (i, c) in cands.iter().enumerate() {
         let cap = best.map_or(probe, |(_, n)| n);
@@ -728,10 +877,11 @@ fn choose(
         // Streaming with a limit stops early on any of them: prefer the most selective kind.
         return Ok(Some((cands.swap_remove(0), probe)));
     }
-    // Every candidate is large and all matches are needed: count further, each capped by the
-    // best so far, so costing never reads more than running the best plan would.
+    // Every candidate is large. Count further, each capped by the best so far (and by
+    // `cap`), so costing never reads more than running the best plan would.
+    let limit = cap.unwrap_or(usize::MAX);
     let mut best = 0;
-    let mut best_n = count(view, store, &cands[0], usize::MAX)?;
+    let mut best_n = count(view, store, &cands[0], limit)?;
     for (i, c) in cands.iter().enumerate().skip(1) {
         let n = count(view, store, c, best_n)?;
         if n < best_n {
@@ -779,8 +929,8 @@ fn for_each_row(
                      dedupe: bool,
                      seen: &mut Option<HashSet<Slice>>|
      -> Result<bool> {
-        let is_pk = cand.field == def.primary_key;
-        let ks = ks_for(store, cand.field);
+        let is_pk = cand.on_records(def);
+        let ks = ks_for(store, cand);
         let ranges: Box<dyn Iterator<Item = &KeyRange>> = if reverse {
             Box::new(cand.ranges.iter().rev())
         } else {
@@ -792,13 +942,12 @@ fn for_each_row(
                 let (pk, bytes) = if is_pk {
                     (k, v)
                 } else {
-                    let n = key::component_len(&k)
-                        .map_err(|_| Error::Corrupt(format!("index of {}", def.name)))?;
+                    let n = record_key_at(store, cand, &k)?;
                     let pk = Slice::from(&k[n..]);
                     entries += 1;
                     if let Some(w) = within.as_deref_mut() {
                         // A key range needs no set: the key itself says.
-                        if w.cand.field == def.primary_key {
+                        if w.cand.on_records(def) {
                             if entries > w.after && !w.cand.ranges.iter().any(|r| r.contains(&pk)) {
                                 w.narrowed = true;
                                 continue;
@@ -865,8 +1014,8 @@ fn key_set(
     cand: &Candidate,
     cap: usize,
 ) -> Result<Option<HashSet<Slice>>> {
-    let is_pk = cand.field == store.def.primary_key;
-    let ks = ks_for(store, cand.field);
+    let is_pk = cand.on_records(store.def);
+    let ks = ks_for(store, cand);
     let mut keys = HashSet::new();
     for r in &cand.ranges {
         for item in view.scan(ks, r, false) {
@@ -874,8 +1023,7 @@ fn key_set(
             let pk = if is_pk {
                 k
             } else {
-                let n = key::component_len(&k)
-                    .map_err(|_| Error::Corrupt(format!("index of {}", store.def.name)))?;
+                let n = record_key_at(store, cand, &k)?;
                 Slice::from(&k[n..])
             };
             keys.insert(pk);
@@ -910,8 +1058,18 @@ fn implied_by_ranges(field: &FieldDef, test: &Test) -> bool {
 }
 
 /// The part of a top-level conjunction that scanning `field`'s ranges does not guarantee.
-fn residual_filter(filter: &CFilter, def: &TableDef, field: usize) -> CFilter {
-    let implied = |f: &CFilter| matches!(f, CFilter::Cond(c) if c.field == field && implied_by_ranges(&def.fields[field], &c.test));
+fn residual_filter(filter: &CFilter, def: &TableDef, cand: &Candidate) -> CFilter {
+    let field = cand.field;
+    let fixed: &[(usize, Atom)] = cand.compound.as_ref().map_or(&[], |c| &c.fixed);
+    let implied = |f: &CFilter| match f {
+        CFilter::Cond(c) if fixed.iter().any(|(f, _)| *f == c.field) => {
+            // A fixed leading field of a compound index: only its equality is implied.
+            matches!(&c.test, Test::Cmp(Op::Eq, a)
+                if fixed.iter().any(|(f, v)| *f == c.field && v.cmp_value(a).is_eq()))
+        }
+        CFilter::Cond(c) => c.field == field && implied_by_ranges(&def.fields[field], &c.test),
+        _ => false,
+    };
     match filter {
         CFilter::And(items) => {
             let rest: Vec<CFilter> = items.iter().filter(|f| !implied(f)).cloned().collect();
@@ -1082,12 +1240,24 @@ pub(crate) fn run_bounded<R: Reader>(
         other => vec![other],
     };
     let needs_sort = !sort.is_empty();
-    let cands = candidates(&store, &conjuncts);
+    let mut cands = candidates(&store, &conjuncts);
     // The sort key's own candidate (conditions on the sort field), for an ordered scan.
     let sort_key_cand = sort
         .first()
         .and_then(|&(field, _)| cands.iter().find(|c| c.field == field).cloned());
-    let chosen = choose(src, &store, cands, !needs_sort && wanted.is_some())?;
+    let compound = match &filter {
+        CFilter::Or(_) => Vec::new(),
+        _ => compound_candidates(&store, &conjuncts, sort.first().map(|s| s.0)),
+    };
+    // A compound index whose fixed fields leave it ordered by the first sort key: the best
+    // ordered scan (its ranges hold only records matching those fields), read in order.
+    let compound_sort = sort.first().and_then(|&(field, descending)| {
+        compound
+            .iter()
+            .filter(|c| c.field == field && !def.fields[field].ty.list)
+            .max_by_key(|c| c.compound.as_ref().map_or(0, |p| p.fixed.len()))
+            .map(|c| (c.clone(), descending))
+    });
 
     // An ordered scan of the first sort key's index, when it is indexed (or the primary key).
     let sort_access = sort.first().and_then(|&(field, descending)| {
@@ -1102,6 +1272,7 @@ pub(crate) fn run_bounded<R: Reader>(
             // Every entry, nulls included (they sort first).
             ranges: vec![KeyRange::all()],
             rank: 5,
+            compound: None,
         });
         Some(Access::Index {
             cand,
@@ -1119,7 +1290,7 @@ pub(crate) fn run_bounded<R: Reader>(
                 CFilter::And(items) => items.iter().collect(),
                 other => vec![other],
             };
-            match choose(src, &store, candidates(&store, &conj), false)? {
+            match choose(src, &store, candidates(&store, &conj), false, None)? {
                 Some((c, _)) => parts.push(c),
                 None => {
                     parts.clear();
@@ -1132,16 +1303,47 @@ pub(crate) fn run_bounded<R: Reader>(
             (true, Some(sa)) => sa,
             (true, None) => Access::Scan { reverse: false },
         }
+    } else if let Some((ordered, reverse)) = compound_sort {
+        // Other candidates compete only when small: a scan in order reads about `wanted`
+        // entries when matches are common, and narrows itself to a large candidate's keys
+        // when they are not (see `Within`). Candidates on the fixed fields or on the sort
+        // field hold at least what the ordered scan reads.
+        let fixed = ordered.compound.as_ref().map_or(&[][..], |p| &p.fixed[..]);
+        cands.retain(|c| c.field != ordered.field && !fixed.iter().any(|(f, _)| *f == c.field));
+        // Without a limit the ordered scan reads all of its ranges: sort a candidate's
+        // matches in memory only if they are fewer (so costing reads at most that much).
+        let small = match wanted {
+            Some(_) => PROBE,
+            None => count(src, &store, &ordered, SORT_IN_MEMORY_BELOW)?,
+        };
+        let chosen = match small {
+            0 => None,
+            _ => choose(src, &store, cands, false, Some(small))?,
+        };
+        match chosen {
+            Some((c, n)) if n < small => Access::Index {
+                cand: c,
+                reverse: false,
+            },
+            other => {
+                semi_join = other.map(|(c, _)| c);
+                Access::Index {
+                    cand: ordered,
+                    reverse,
+                }
+            }
+        }
     } else {
-        // A capped probe says only "at least PROBE": count on up to the in-memory threshold.
+        // Compound candidates narrow by several fields at once: tried first.
+        let cands: Vec<Candidate> = compound.into_iter().chain(cands).collect();
+        // With an ordered scan to fall back on, counts only need to say which candidates
+        // are small enough to sort in memory.
+        let cap = sort_access.as_ref().map(|_| SORT_IN_MEMORY_BELOW);
+        let chosen = choose(src, &store, cands, !needs_sort && wanted.is_some(), cap)?;
         let on_sort_key = |c: &Candidate| sort.first().is_some_and(|s| s.0 == c.field);
         let chosen = match chosen {
             // The ordered scan of the sort key uses this very candidate's ranges: no contest.
-            Some((c, _)) if on_sort_key(&c) => Some((c, usize::MAX)),
-            Some((c, n)) if sort_access.is_some() && n >= PROBE => {
-                let n = count(src, &store, &c, SORT_IN_MEMORY_BELOW)?;
-                Some((c, n))
-            }
+            Some((c, _)) if on_sort_key(&c) && c.compound.is_none() => Some((c, usize::MAX)),
             other => other,
         };
         match (chosen, sort_access) {
@@ -1151,7 +1353,7 @@ pub(crate) fn run_bounded<R: Reader>(
             },
             (chosen, Some(sa)) => {
                 if let (Some((c, _)), Access::Index { cand, .. }) = (chosen, &sa)
-                    && c.field != cand.field
+                    && (c.field != cand.field || c.compound.is_some())
                 {
                     semi_join = Some(c);
                 }
@@ -1167,21 +1369,20 @@ pub(crate) fn run_bounded<R: Reader>(
     stats.plan = match &access {
         Access::Scan { .. } => format!("scan {}", def.name),
         Access::Index { cand, reverse } => format!(
-            "{} {}#{}{}",
-            if cand.field == def.primary_key {
+            "{} {}{}",
+            if cand.on_records(def) {
                 "key range"
             } else {
                 "index"
             },
-            def.name,
-            def.fields[cand.field].name,
+            index_name(def, cand),
             if *reverse { " (reverse)" } else { "" }
         ),
         Access::Union(parts) => format!(
             "union of {}",
             parts
                 .iter()
-                .map(|c| format!("{}#{}", def.name, def.fields[c.field].name))
+                .map(|c| index_name(def, c))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -1189,7 +1390,7 @@ pub(crate) fn run_bounded<R: Reader>(
 
     // Conditions exactly implied by the scanned ranges need no re-check on the record.
     let residual = match &access {
-        Access::Index { cand, .. } => residual_filter(&filter, def, cand.field),
+        Access::Index { cand, .. } => residual_filter(&filter, def, cand),
         _ => filter.clone(),
     };
 
@@ -1266,10 +1467,7 @@ pub(crate) fn run_bounded<R: Reader>(
         ..
     }) = &within
     {
-        stats.plan = format!(
-            "{} within {}#{}",
-            stats.plan, def.name, def.fields[cand.field].name
-        );
+        stats.plan = format!("{} within {}", stats.plan, index_name(def, cand));
     }
     if !sorted_output {
         // Rows never compare equal (ties fall to the primary key): unstable is exact.

@@ -367,8 +367,32 @@ pub struct TableStore {
     /// One per field of `def.fields`: the index keyspace when that field has one (the primary
     /// key never does: records are keyed by it).
     pub(crate) indexes: Vec<Option<Ks>>,
+    /// One per `def.compound_indexes`: entries `field values ++ primary key`.
+    pub(crate) compound: Vec<Ks>,
     /// What the planner learned about this table's index ranges.
     pub(crate) planner: PlannerStats,
+}
+
+/// The entry of `rec` (stored under `pk`) in a compound index on `fields`: each field's value
+/// encoded in turn (null when absent; the fields are never lists), then the primary key.
+pub(crate) fn compound_key(rec: &crate::record::Record, fields: &[usize], pk: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + pk.len());
+    for &f in fields {
+        let atom = rec.atoms(f).into_iter().next().unwrap_or(key::Atom::Null);
+        key::encode(&atom, &mut out);
+    }
+    out.extend_from_slice(pk);
+    out
+}
+
+/// The keyspace label of a compound index: its field names joined by `+`.
+pub(crate) fn compound_label(def: &TableDef, index: &crate::schema::CompoundIndexDef) -> String {
+    index
+        .fields
+        .iter()
+        .map(|&f| def.fields[f].name)
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Sizes of index ranges counted by earlier query plans, reused until the table has taken
@@ -915,6 +939,7 @@ fn check_table(snapshot: &fjall::Snapshot, store: &TableStore) -> Result<()> {
     use std::collections::BTreeSet;
     let def = store.def;
     let mut expected: Vec<BTreeSet<Vec<u8>>> = vec![BTreeSet::new(); def.fields.len()];
+    let mut expected_compound: Vec<BTreeSet<Vec<u8>>> = vec![BTreeSet::new(); store.compound.len()];
     for g in snapshot.iter(&store.records.handle) {
         let (k, v) = g.into_inner()?;
         let (_, json) = crate::record::split_stored(&v)?;
@@ -937,6 +962,9 @@ fn check_table(snapshot: &fjall::Snapshot, store: &TableStore) -> Result<()> {
                 }
             }
         }
+        for (c, index) in def.compound_indexes.iter().enumerate() {
+            expected_compound[c].insert(compound_key(&rec, index.fields, &k));
+        }
     }
     for (i, index) in store.indexes.iter().enumerate() {
         let Some(index) = index else { continue };
@@ -950,6 +978,24 @@ fn check_table(snapshot: &fjall::Snapshot, store: &TableStore) -> Result<()> {
             return Err(Error::Corrupt(format!(
                 "index {}#{} disagrees with its records: {missing} missing, {extra} extra entries",
                 def.name, def.fields[i].name
+            )));
+        }
+    }
+    for ((ks, index), expected) in store
+        .compound
+        .iter()
+        .zip(def.compound_indexes)
+        .zip(&expected_compound)
+    {
+        let mut actual = BTreeSet::new();
+        for g in snapshot.iter(&ks.handle) {
+            actual.insert(g.key()?.to_vec());
+        }
+        if &actual != expected {
+            return Err(Error::Corrupt(format!(
+                "index {}#{} disagrees with its records",
+                def.name,
+                compound_label(def, index)
             )));
         }
     }

@@ -152,9 +152,30 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
             });
         let interrupted = meta.get(building_key(&name))?.is_some();
         if !existed || !was_indexed_same || interrupted {
-            build_index(inner, def, i, &records, &handle, &name)?;
+            build_index(inner, def, Entries::Field(i), &records, &handle, &name)?;
         }
         indexes.push(Some(inner.alloc_ks(handle)));
+    }
+    // Compound indexes: built when new, interrupted, or when one of their fields changed type.
+    let mut compound = Vec::with_capacity(def.compound_indexes.len());
+    for (c, index) in def.compound_indexes.iter().enumerate() {
+        let name = index_keyspace_name(def, &super::compound_label(def, index));
+        let existed = inner.fjall.keyspace_exists(&name);
+        let handle = inner.fjall.keyspace(&name, super::keyspace_options)?;
+        let same_types = index.fields.iter().all(|&i| {
+            let field = &def.fields[i];
+            stored
+                .as_ref()
+                .and_then(|s| s.fields.iter().find(|f| f.name == field.name))
+                .is_some_and(|f| {
+                    f.scalar == scalar_code(field.ty.scalar) && f.list == field.ty.list
+                })
+        });
+        let interrupted = meta.get(building_key(&name))?.is_some();
+        if !existed || !same_types || interrupted {
+            build_index(inner, def, Entries::Compound(c), &records, &handle, &name)?;
+        }
+        compound.push(inner.alloc_ks(handle));
     }
 
     // Drop index keyspaces of fields that are no longer indexed.
@@ -164,7 +185,11 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         if let Some(field) = name.strip_prefix(&prefix) {
             let wanted = def
                 .field(field)
-                .is_some_and(|f| f.indexed && f.name != def.primary_key().name);
+                .is_some_and(|f| f.indexed && f.name != def.primary_key().name)
+                || def
+                    .compound_indexes
+                    .iter()
+                    .any(|c| super::compound_label(def, c) == field);
             if !wanted {
                 tracing::info!(
                     table = def.name,
@@ -190,6 +215,7 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         def,
         records,
         indexes,
+        compound,
         planner: Default::default(),
     })
 }
@@ -282,10 +308,19 @@ fn first_record_missing(
 
 /// (Re)builds one index from the records. Marked in `__meta` while it runs, so a crash
 /// mid-build is finished on the next open.
+/// What a built index holds for each record.
+#[derive(Clone, Copy)]
+enum Entries {
+    /// Each value of this field, then the primary key.
+    Field(usize),
+    /// `def.compound_indexes[_]`: its fields' values, then the primary key.
+    Compound(usize),
+}
+
 fn build_index(
     inner: &Inner,
     def: &'static TableDef,
-    field_index: usize,
+    entries: Entries,
     records: &Ks,
     index: &Keyspace,
     name: &str,
@@ -302,7 +337,6 @@ fn build_index(
     batch.commit()?;
 
     let total = records.handle.approximate_len();
-    let field = &def.fields[field_index];
     let mut batch = inner.fjall.batch();
     let mut done: u64 = 0;
     let started = std::time::Instant::now();
@@ -310,10 +344,18 @@ fn build_index(
         let (k, v) = g.into_inner()?;
         let (_, json) = split_stored(&v)?;
         let rec = Record::from_stored_json(def, json)?;
-        for atom in value_atoms(field, rec.slots[field_index].as_ref()) {
-            let mut ik = key::encode_one(&atom);
-            ik.extend_from_slice(&k);
-            batch.insert(index, ik, []);
+        match entries {
+            Entries::Field(i) => {
+                for atom in value_atoms(&def.fields[i], rec.slots[i].as_ref()) {
+                    let mut ik = key::encode_one(&atom);
+                    ik.extend_from_slice(&k);
+                    batch.insert(index, ik, []);
+                }
+            }
+            Entries::Compound(c) => {
+                let ik = super::compound_key(&rec, def.compound_indexes[c].fields, &k);
+                batch.insert(index, ik, []);
+            }
         }
         done += 1;
         if batch.len() >= 10_000 {

@@ -627,6 +627,31 @@ impl<'db> WriteTx<'db> {
                 }
             }
         }
+        for (index, ks) in store.def.compound_indexes.iter().zip(&store.compound) {
+            let old_key = old.map(|r| super::compound_key(r, index.fields, &key));
+            let new_key = new.map(|r| super::compound_key(r, index.fields, &key));
+            if old_key == new_key {
+                continue;
+            }
+            if let Some(ik) = old_key {
+                self.stage(ks, ik, None);
+            }
+            if let Some(ik) = new_key {
+                if ik.len() > MAX_KEY_BYTES && self.oversized.is_none() {
+                    self.oversized = Some(Error::invalid_record(
+                        store.def.name,
+                        store.def.fields[index.fields[0]].name,
+                        format!(
+                            "{} is too long to index ({} bytes with the id; at most \
+                             {MAX_KEY_BYTES})",
+                            super::compound_label(store.def, index),
+                            ik.len()
+                        ),
+                    ));
+                }
+                self.stage(ks, ik, Some(Slice::from(&[][..])));
+            }
+        }
         if key.len() > MAX_KEY_BYTES && self.oversized.is_none() {
             let pk_name = store.def.primary_key().name;
             self.oversized = Some(Error::invalid_record(
