@@ -39,15 +39,17 @@ const META: &str = "__meta";
 /// Options for every keyspace we create: small memtables keep resident memory low (records
 /// are small, and flushed tables are served from the block cache). Point reads (a record
 /// per index entry) dominate queries, so every level keeps its block index and filters in
-/// memory (about one entry per 4 KiB block), and data blocks carry a hash index that finds
-/// a key's restart point without a binary search.
+/// memory (about one entry per 4 KiB block), and data blocks carry a hash index (two
+/// buckets per key) that finds a key's restart point without a binary search, with a
+/// restart every 4 keys to bound the scan from there.
 pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
-    use fjall::config::{HashRatioPolicy, PinningPolicy};
+    use fjall::config::{HashRatioPolicy, PinningPolicy, RestartIntervalPolicy};
     KeyspaceCreateOptions::default()
         .max_memtable_size(8 << 20)
         .index_block_pinning_policy(PinningPolicy::all(true))
         .filter_block_pinning_policy(PinningPolicy::all(true))
-        .data_block_hash_ratio_policy(HashRatioPolicy::all(0.75))
+        .data_block_hash_ratio_policy(HashRatioPolicy::all(2.0))
+        .data_block_restart_interval_policy(RestartIntervalPolicy::all(4))
 }
 const CHANGES: &str = "__changes";
 
