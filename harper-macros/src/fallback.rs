@@ -90,6 +90,7 @@ fn stubs(ident: &Ident, generics: &Generics, accessors: TokenStream) -> TokenStr
                 fields: &[],
                 primary_key: 0,
                 relationships: &[],
+                compound_indexes: &[],
             };
         }
         #accessors
