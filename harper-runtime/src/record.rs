@@ -281,8 +281,7 @@ impl FieldKeys {
             .filter(|(i, _)| wanted.get(*i).copied().unwrap_or(false))
             .map(|(i, f)| {
                 let name = f.name.as_bytes();
-                let plain = !name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
-                plain.then(|| {
+                fast_fields::plain_name(name).then(|| {
                     let needle = [b"\"", name, b"\":"].concat();
                     (i, memchr::memmem::Finder::new(&needle).into_owned())
                 })
@@ -471,9 +470,7 @@ mod fast_fields {
             // The next schema field's name, compared in place (when it needs no escapes and
             // a quote follows it, it is this key); otherwise the key is found by its quote.
             let guess = def.fields.get(next).map(|f| f.name.as_bytes()).filter(|n| {
-                body.get(n.len()) == Some(&b'"')
-                    && body.starts_with(n)
-                    && !n.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                body.get(n.len()) == Some(&b'"') && body.starts_with(n) && plain_name(n)
             });
             let (field, key_end) = match guess {
                 Some(n) => (Some(next), at + 1 + n.len()),
@@ -534,6 +531,12 @@ mod fast_fields {
             *slots.get_mut(*i)? = Some(value_of(&json[start..end])?);
         }
         Some(())
+    }
+
+    /// Whether a name is written in JSON as it is (no quote, backslash or control byte),
+    /// so its bytes can be looked for in place.
+    pub(super) fn plain_name(name: &[u8]) -> bool {
+        !name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
     }
 
     /// A value's JSON bytes as a value (scalars without serde).
