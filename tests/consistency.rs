@@ -363,3 +363,35 @@ proptest! {
         }
     }
 }
+
+/// A list sorts by its smallest element ascending and its largest descending, so a second
+/// key on the same list in the other direction breaks the first one's ties.
+#[test]
+fn list_sorted_both_ways_breaks_ties_by_its_largest_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    for (id, tags) in [("a", vec![""]), ("h", vec!["Zed", "x"]), ("b", vec!["Zed"])] {
+        let g: Gadget = serde_json::from_value(json!({
+            "id": id, "name": "", "label": null, "price": 0.0, "rank": 0, "big": 0,
+            "active": false, "tags": tags, "note": null,
+        }))
+        .unwrap();
+        db.write(|tx| tx.put(&g)).unwrap();
+    }
+    let sort = |descending| Sort {
+        attribute: "tags".into(),
+        descending,
+    };
+    let q = Query {
+        sort: vec![sort(false), sort(true)],
+        ..Query::default()
+    };
+    let ids: Vec<Value> = db
+        .read(|tx| tx.query_json(Gadget::DEF, &q))
+        .unwrap()
+        .into_iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    // a ("") first; h and b tie on "Zed" ascending, and h's "x" beats b's "Zed" descending.
+    assert_eq!(ids, [json!("a"), json!("h"), json!("b")]);
+}

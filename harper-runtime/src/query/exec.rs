@@ -1106,11 +1106,14 @@ fn compile_sort(def: &'static TableDef, sort: &[Sort]) -> Result<Vec<(usize, boo
             }
             Ok((i, s.descending))
         })
-        // A later key on a field already sorted by never changes the order: dropped, so
-        // each sort key reads its field once (see `sort_atom`).
+        // A later key that sorts by the same atom as an earlier one never changes the
+        // order: dropped, so a scalar field is read once (see `sort_atom`). A list sorts
+        // by its smallest element ascending and its largest descending, so a list field
+        // keeps one key per direction.
         .try_fold(Vec::new(), |mut keys: Vec<(usize, bool)>, key| {
             let key = key?;
-            if !keys.iter().any(|k| k.0 == key.0) {
+            let list = def.fields[key.0].ty.list;
+            if !keys.iter().any(|k| k.0 == key.0 && (!list || k.1 == key.1)) {
                 keys.push(key);
             }
             Ok(keys)
