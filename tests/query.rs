@@ -118,6 +118,47 @@ fn sorting_on_several_keys_with_paging() {
     assert!(matches!(err, Error::UnknownAttribute { .. }), "{err}");
 }
 
+/// A select of the table's own attributes reads only those from each record; its rows must
+/// equal the same attributes taken from the whole records, absent ones as null, names given
+/// twice once, and strings with escapes or look-alike keys read right.
+#[test]
+fn select_of_own_attributes_matches_whole_records() {
+    let db = catalog();
+    db.write(|tx| {
+        tx.patch::<Product>(
+            "p01",
+            json!({"imageUrl": "/img/\"a\".png", "name": "has \"price\": 1, inside"}),
+        )
+    })
+    .unwrap();
+    let names = ["imageUrl", "name", "price", "id", "name", "createdAt"];
+    let whole = db
+        .read(|tx| tx.query_json(Product::DEF, &Query::new()))
+        .unwrap();
+    let selected = db
+        .read(|tx| tx.query_json(Product::DEF, &Query::new().select(names)))
+        .unwrap();
+    assert_eq!(whole.len(), 30);
+    let expected: Vec<serde_json::Value> = whole
+        .iter()
+        .map(|rec| {
+            let mut row = serde_json::Map::new();
+            for n in names {
+                row.entry(n)
+                    .or_insert_with(|| rec.get(n).cloned().unwrap_or(serde_json::Value::Null));
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect();
+    assert_eq!(selected, expected);
+    assert_eq!(
+        selected[0]["name"],
+        json!("has \"price\": 1, inside"),
+        "a look-alike key inside a string is not the attribute"
+    );
+    assert_eq!(selected[0]["price"], json!(1.0));
+}
+
 #[test]
 fn select_shapes_and_nested_relationships() {
     let db = catalog();

@@ -637,13 +637,17 @@ async fn get_collection(
             let mut encoder = CollectionEncoder::new(format);
             let mut buf = Vec::with_capacity(CHUNK + 4096);
             encoder.begin(&mut buf);
-            let select = query.select.clone();
+            let mut shaper = query
+                .select
+                .as_ref()
+                .map(|s| query::Shaper::new(def, s))
+                .transpose()?;
             let mut gone = false;
             rtx.query_each(def, &query, &mut |row: StoredRecord| {
                 if !watch.admit() {
                     return Ok(false);
                 }
-                encode_row(rtx, def, select.as_ref(), &row, &mut encoder, &mut buf)?;
+                encode_row(rtx, def, shaper.as_mut(), &row, &mut encoder, &mut buf)?;
                 if buf.len() >= CHUNK {
                     let chunk = Bytes::from(std::mem::replace(
                         &mut buf,
@@ -705,15 +709,15 @@ async fn get_collection(
 fn encode_row(
     rtx: &crate::storage::ReadTx,
     def: &'static TableDef,
-    select: Option<&Select>,
+    select: Option<&mut query::Shaper<'_>>,
     row: &StoredRecord,
     encoder: &mut CollectionEncoder,
     buf: &mut Vec<u8>,
 ) -> crate::Result<()> {
     match select {
         None => encoder.push_json_bytes(row.json(), buf),
-        Some(sel) => {
-            let v = query::shape(rtx, def, &row.record(def)?, sel)?;
+        Some(shaper) => {
+            let v = shaper.shape(rtx, def, row)?;
             encoder.push_value(&v, buf);
         }
     }
@@ -788,6 +792,11 @@ async fn owned_collection(
             let mut encoder = CollectionEncoder::new(format);
             let mut buf = Vec::with_capacity(8 * 1024);
             encoder.begin(&mut buf);
+            let mut shaper = query
+                .select
+                .as_ref()
+                .map(|s| query::Shaper::new(def, s))
+                .transpose()?;
             let (mut skip, mut left) = (query.offset, query.limit.unwrap_or(usize::MAX));
             rtx.query_each(def, &unbounded, &mut |row: StoredRecord| {
                 if left == 0 {
@@ -808,14 +817,7 @@ async fn owned_collection(
                     return Ok(false);
                 }
                 left -= 1;
-                encode_row(
-                    rtx,
-                    def,
-                    query.select.as_ref(),
-                    &row,
-                    &mut encoder,
-                    &mut buf,
-                )?;
+                encode_row(rtx, def, shaper.as_mut(), &row, &mut encoder, &mut buf)?;
                 Ok(true)
             })?;
             encoder.finish(&mut buf);
@@ -847,18 +849,16 @@ fn encode_collection(
     let mut encoder = CollectionEncoder::new(format);
     let mut buf = Vec::with_capacity(8 * 1024);
     encoder.begin(&mut buf);
+    let mut shaper = query
+        .select
+        .as_ref()
+        .map(|s| query::Shaper::new(def, s))
+        .transpose()?;
     let (_, over_budget) = query::run_bounded(rtx, def, query, budget, &mut |row| {
         if !watch.admit() {
             return Ok(false);
         }
-        encode_row(
-            rtx,
-            def,
-            query.select.as_ref(),
-            &row,
-            &mut encoder,
-            &mut buf,
-        )?;
+        encode_row(rtx, def, shaper.as_mut(), &row, &mut encoder, &mut buf)?;
         Ok(true)
     })?;
     if over_budget {

@@ -5,8 +5,8 @@ mod model;
 
 pub use exec::QueryStats;
 pub(crate) use exec::{
-    Predicate, budgetable, check_select, project, related_records, run, run_bounded, run_each,
-    shape,
+    Predicate, Shaper, budgetable, check_select, project, related_records, run, run_bounded,
+    run_each,
 };
 pub use model::{
     Attr, Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort, attr,
