@@ -331,6 +331,11 @@ fn render(db: &Database, counts: &ResponseCounts, started_at_seq: u64) -> String
             "Bytes of journal files on disk (with preallocated space).",
             storage.journal_bytes,
         ),
+        (
+            "harper_storage_record_cache_bytes",
+            "Bytes of recently read records kept for point reads.",
+            storage.record_cache_bytes,
+        ),
     ] {
         metric(name, "gauge", help, &[("", value)]);
     }

@@ -16,6 +16,7 @@
 mod fresh_journal;
 pub mod key;
 mod open_check;
+pub(crate) mod record_cache;
 mod schema_meta;
 pub(crate) mod source;
 pub(crate) mod tx;
@@ -72,8 +73,12 @@ pub struct DatabaseBuilder {
     temporary: bool,
     durability: Durability,
     cache_bytes: u64,
+    record_cache_bytes: usize,
     retention: u64,
 }
+
+/// The record cache's default budget ([`DatabaseBuilder::record_cache_size`]).
+pub const DEFAULT_RECORD_CACHE_BYTES: usize = 16 << 20;
 
 /// Change-log entries kept by default: subscribers reconnecting with `since` can resume from
 /// any of the last this many transactions.
@@ -98,6 +103,15 @@ impl DatabaseBuilder {
     /// has run a while; fjall's default is 32 MiB).
     pub fn cache_size(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// Bytes of recently read records kept ready for point reads, across all tables (default
+    /// [`DEFAULT_RECORD_CACHE_BYTES`]; 0 turns it off). A query reads the record behind each
+    /// index entry it matches; from this cache that is a hash lookup instead of an LSM lookup.
+    /// Entries share their bytes with fjall's memtables while those hold them.
+    pub fn record_cache_size(mut self, bytes: usize) -> Self {
+        self.record_cache_bytes = bytes;
         self
     }
 
@@ -170,6 +184,7 @@ impl DatabaseBuilder {
                 changes: Ks {
                     id: 1,
                     handle: changes,
+                    cache: None,
                 },
                 path: self.path,
                 tables: RwLock::new(HashMap::new()),
@@ -178,6 +193,7 @@ impl DatabaseBuilder {
                 }),
                 commit_lock: Mutex::new(()),
                 committed_seq: AtomicU64::new(last_seq),
+                record_clock: record_cache::Clock::new(self.record_cache_bytes, last_seq),
                 oldest_seq: AtomicU64::new(oldest_seq),
                 retention: self.retention,
                 synced: GroupSync::new(last_seq),
@@ -222,6 +238,8 @@ pub(crate) struct Inner {
     pub(crate) commit_lock: Mutex<()>,
     /// The sequence number of the last committed transaction.
     committed_seq: AtomicU64,
+    /// Shared by the tables' record caches ([`record_cache`]).
+    pub(crate) record_clock: Arc<record_cache::Clock>,
     /// The oldest sequence number still in the change log (`committed_seq + 1` when empty).
     oldest_seq: AtomicU64,
     /// Change-log entries kept.
@@ -261,6 +279,8 @@ pub struct StorageStats {
     pub memtable_bytes: u64,
     /// Bytes of journal files on disk (preallocated space included).
     pub journal_bytes: u64,
+    /// Bytes held by the record cache ([`DatabaseBuilder::record_cache_size`]).
+    pub record_cache_bytes: u64,
 }
 
 /// Why writes stopped.
@@ -455,6 +475,7 @@ impl Database {
             temporary: false,
             durability: Durability::default(),
             cache_bytes: 16 << 20,
+            record_cache_bytes: DEFAULT_RECORD_CACHE_BYTES,
             retention: DEFAULT_CHANGE_LOG_RETENTION,
         }
     }
@@ -634,6 +655,7 @@ impl Database {
             cache_capacity_bytes: f.cache_capacity(),
             memtable_bytes: f.write_buffer_size(),
             journal_bytes: f.journal_disk_space().unwrap_or(0),
+            record_cache_bytes: self.inner.record_clock.bytes() as u64,
         }
     }
 
@@ -738,6 +760,16 @@ impl Inner {
         }
     }
 
+    /// A snapshot of everything committed, with the last commit published before it was
+    /// taken (it holds that one and every earlier one).
+    pub(crate) fn snapshot_source(&self) -> source::SnapshotSource {
+        let floor = self.committed_seq.load(Ordering::Acquire);
+        source::SnapshotSource {
+            snapshot: self.fjall.snapshot(),
+            floor,
+        }
+    }
+
     pub(crate) fn lock_commit(&self) -> MutexGuard<'_, ()> {
         self.commit_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -771,6 +803,7 @@ impl Inner {
         Ks {
             id: self.next_ks_id.fetch_add(1, Ordering::Relaxed),
             handle,
+            cache: None,
         }
     }
 

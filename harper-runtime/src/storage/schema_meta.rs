@@ -134,7 +134,10 @@ pub(super) fn open_table(inner: &Inner, def: &'static TableDef) -> Result<TableS
         check_compatible(inner, def, &records_handle, old, &new)?;
     }
 
-    let records = inner.alloc_ks(records_handle);
+    let mut records = inner.alloc_ks(records_handle);
+    records.cache = Some(std::sync::Arc::new(super::record_cache::RecordCache::new(
+        inner.record_clock.clone(),
+    )));
     let mut indexes = Vec::with_capacity(def.fields.len());
     for (i, field) in def.fields.iter().enumerate() {
         if !field.indexed || i == def.primary_key {

@@ -15,6 +15,8 @@ use crate::error::Result;
 pub(crate) struct Ks {
     pub id: u32,
     pub handle: Keyspace,
+    /// A records keyspace's cache of recently read records.
+    pub cache: Option<std::sync::Arc<super::record_cache::RecordCache>>,
 }
 
 /// A range of raw keys.
@@ -98,6 +100,9 @@ pub(crate) trait Source {
 
 pub(crate) struct SnapshotSource {
     pub snapshot: Snapshot,
+    /// The snapshot holds every commit up to this one (it may hold later ones): what
+    /// record caches check their entries against.
+    pub floor: u64,
 }
 
 fn fjall_iter(iter: fjall::Iter, reverse: bool) -> KvIter<'static> {
@@ -115,7 +120,11 @@ fn fjall_range(snapshot: &Snapshot, ks: &Ks, range: &KeyRange) -> fjall::Iter {
 
 impl Source for SnapshotSource {
     fn get(&self, ks: &Ks, key: &[u8]) -> Result<Option<Slice>> {
-        Ok(self.snapshot.get(&ks.handle, key)?)
+        let read = || self.snapshot.get(&ks.handle, key);
+        Ok(match &ks.cache {
+            Some(cache) => cache.read_through(key, self.floor, read)?,
+            None => read()?,
+        })
     }
 
     fn scan(&self, ks: &Ks, range: &KeyRange, reverse: bool) -> KvIter<'_> {
@@ -132,7 +141,7 @@ pub(crate) type StagedMap = BTreeMap<Vec<u8>, Option<Slice>>;
 /// A snapshot overlaid with staged writes.
 pub(crate) struct OverlaySource<'a> {
     pub base: &'a SnapshotSource,
-    pub staged: &'a std::collections::HashMap<u32, (Keyspace, StagedMap)>,
+    pub staged: &'a std::collections::HashMap<u32, (Ks, StagedMap)>,
 }
 
 impl Source for OverlaySource<'_> {
@@ -153,7 +162,7 @@ impl Source for OverlaySource<'_> {
 /// Scans `base` overlaid with `staged`, borrowing only those two.
 pub(crate) fn overlay_scan<'a>(
     base: &'a SnapshotSource,
-    staged: &'a std::collections::HashMap<u32, (Keyspace, StagedMap)>,
+    staged: &'a std::collections::HashMap<u32, (Ks, StagedMap)>,
     ks: &Ks,
     range: &KeyRange,
     reverse: bool,

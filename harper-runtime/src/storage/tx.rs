@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-use fjall::{Keyspace, Slice};
+use fjall::Slice;
 use serde_json::{Map, Value};
 
 use super::key::{self, Atom};
@@ -79,7 +79,10 @@ pub struct View<'a> {
 
 enum ViewSource<'a> {
     Snapshot(Arc<SnapshotSource>),
-    Overlay(Arc<SnapshotSource>, &'a HashMap<u32, (Keyspace, StagedMap)>),
+    Overlay(
+        Arc<SnapshotSource>,
+        &'a HashMap<u32, (super::source::Ks, StagedMap)>,
+    ),
 }
 
 impl Source for View<'_> {
@@ -261,7 +264,17 @@ impl super::Database {
             return Ok(None);
         };
         let k = key::encode_one(&key);
-        match store.records.handle.get(&k)? {
+        // The read sees every commit published before it starts.
+        let floor = self
+            .inner
+            .committed_seq
+            .load(std::sync::atomic::Ordering::Acquire);
+        let read = || store.records.handle.get(&k);
+        let found = match &store.records.cache {
+            Some(cache) => cache.read_through(&k, floor, read)?,
+            None => read()?,
+        };
+        match found {
             Some(bytes) => StoredRecord::from_stored(Slice::from(k), bytes).map(Some),
             None => Ok(None),
         }
@@ -271,10 +284,10 @@ impl super::Database {
 impl ReadTx {
     pub(crate) fn new(inner: Arc<Inner>) -> ReadTx {
         let generation = inner.generation();
-        let snapshot = inner.fjall.snapshot();
+        let snapshot = inner.snapshot_source();
         ReadTx {
             inner,
-            snapshot: RefCell::new(Arc::new(SnapshotSource { snapshot })),
+            snapshot: RefCell::new(Arc::new(snapshot)),
             generation: Cell::new(generation),
         }
     }
@@ -292,9 +305,7 @@ impl Reader for ReadTx {
         let generation = self.inner.generation();
         if generation != self.generation.get() {
             // A table was registered (and its indexes built) after this snapshot was taken.
-            *self.snapshot.borrow_mut() = Arc::new(SnapshotSource {
-                snapshot: self.inner.fjall.snapshot(),
-            });
+            *self.snapshot.borrow_mut() = Arc::new(self.inner.snapshot_source());
             self.generation.set(generation);
         }
         Ok(store)
@@ -349,7 +360,7 @@ pub struct WriteTx<'db> {
     _writer: MutexGuard<'db, WriterState>,
     snapshot: Arc<SnapshotSource>,
     generation: u64,
-    staged: HashMap<u32, (Keyspace, StagedMap)>,
+    staged: HashMap<u32, (super::source::Ks, StagedMap)>,
     changes: Vec<Change>,
     /// Position in `changes` of each written record, by table and record key.
     change_index: HashMap<(&'static str, Vec<u8>), usize>,
@@ -379,9 +390,7 @@ impl<'db> WriteTx<'db> {
         WriteTx {
             inner,
             _writer: writer,
-            snapshot: Arc::new(SnapshotSource {
-                snapshot: inner.fjall.snapshot(),
-            }),
+            snapshot: Arc::new(inner.snapshot_source()),
             generation: inner.generation(),
             staged: HashMap::new(),
             changes: Vec::new(),
@@ -397,9 +406,7 @@ impl<'db> WriteTx<'db> {
         let (store, _) = self.inner.table(def)?;
         let generation = self.inner.generation();
         if generation != self.generation {
-            self.snapshot = Arc::new(SnapshotSource {
-                snapshot: self.inner.fjall.snapshot(),
-            });
+            self.snapshot = Arc::new(self.inner.snapshot_source());
             self.generation = generation;
         }
         Ok(store)
@@ -575,7 +582,7 @@ impl<'db> WriteTx<'db> {
     fn stage(&mut self, ks: &super::source::Ks, key: Vec<u8>, value: Option<Slice>) {
         self.staged
             .entry(ks.id)
-            .or_insert_with(|| (ks.handle.clone(), StagedMap::new()))
+            .or_insert_with(|| (ks.clone(), StagedMap::new()))
             .1
             .insert(key, value);
     }
@@ -706,11 +713,17 @@ impl<'db> WriteTx<'db> {
         }
         let seq = self._writer.next_seq;
         let mut batch = self.inner.fjall.batch();
-        for (_, (handle, map)) in std::mem::take(&mut self.staged) {
+        // From here until the commit is published, readers add nothing to record caches,
+        // and the records it writes leave them (see `record_cache`).
+        let mut writing = self.inner.record_clock.begin();
+        for (_, (ks, map)) in std::mem::take(&mut self.staged) {
             for (k, v) in map {
+                if let Some(cache) = &ks.cache {
+                    cache.remove(&k);
+                }
                 match v {
-                    Some(v) => batch.insert(&handle, k, v),
-                    None => batch.remove(&handle, k),
+                    Some(v) => batch.insert(&ks.handle, k, v),
+                    None => batch.remove(&ks.handle, k),
                 }
             }
         }
@@ -729,6 +742,8 @@ impl<'db> WriteTx<'db> {
         });
         // Published while the writer lock is held, so subscribers see commit order.
         self.inner.publish(commit);
+        writing.seq = Some(seq);
+        drop(writing);
         drop(committing);
         Ok(Some(seq))
     }
