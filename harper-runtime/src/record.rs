@@ -515,8 +515,9 @@ mod fast_fields {
     /// Reads the wanted attributes by searching for their keys (`finders`: field index and
     /// a searcher for `"name":`). Only for a record with no `{` past its first byte (not even
     /// inside a string): with no nested object, a string followed by a colon is a top-level
-    /// key, and no string holds a key's bytes since every quote inside one is escaped.
-    /// `None` (the walk decides) for anything else, or when a key is not found.
+    /// key, and no string holds a key's bytes since every quote inside one is escaped. So a
+    /// key found nowhere is an absent attribute (its slot stays empty). `None` (the walk
+    /// decides) for any other record.
     pub(super) fn find(
         json: &[u8],
         finders: &[(usize, memchr::memmem::Finder<'static>)],
@@ -525,10 +526,18 @@ mod fast_fields {
         if json.first() != Some(&b'{') || memchr::memchr(b'{', &json[1..]).is_some() {
             return None;
         }
+        // Finders come in schema order, the order the canonical writer uses: each key is
+        // looked for past the previous value first, then in the whole record.
+        let mut from = 0;
         for (i, finder) in finders {
-            let start = skip_ws(json, finder.find(json)? + finder.needle().len());
+            let found = finder.find(&json[from..]).map(|at| from + at);
+            let Some(at) = found.or_else(|| finder.find(&json[..from])) else {
+                continue;
+            };
+            let start = skip_ws(json, at + finder.needle().len());
             let end = skip_value(json, start)?;
             *slots.get_mut(*i)? = Some(value_of(&json[start..end])?);
+            from = end;
         }
         Some(())
     }

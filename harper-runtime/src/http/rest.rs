@@ -717,6 +717,12 @@ fn encode_row(
     match select {
         None => encoder.push_json_bytes(row.json(), buf),
         Some(shaper) => {
+            if encoder.format() == Format::Json
+                && let Some(json) = shaper.shape_json(row)?
+            {
+                encoder.push_json_bytes(json, buf);
+                return Ok(());
+            }
             let v = shaper.shape(rtx, def, row)?;
             encoder.push_value(&v, buf);
         }
@@ -847,7 +853,8 @@ fn encode_collection(
     watch: &mut super::limits::RowWatch,
 ) -> crate::Result<Option<Vec<u8>>> {
     let mut encoder = CollectionEncoder::new(format);
-    let mut buf = Vec::with_capacity(8 * 1024);
+    // Room for a page of ~100 records without regrowing (copying) the buffer.
+    let mut buf = Vec::with_capacity(32 * 1024);
     encoder.begin(&mut buf);
     let mut shaper = query
         .select

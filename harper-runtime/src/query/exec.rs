@@ -1608,19 +1608,46 @@ fn related_value<R: Reader>(
 /// those from each row (found by key, into one reused record) instead of decoding it whole.
 pub(crate) struct Shaper<'s> {
     select: &'s Select,
-    own: Option<(Record, FieldKeys)>,
+    own: Option<OwnAttributes>,
+}
+
+/// A select of the table's own attributes only: what each row reads, and how it is written.
+struct OwnAttributes {
+    /// The row's attributes are read into this record (its allocation reused).
+    rec: Record,
+    keys: FieldKeys,
+    /// The fields written out, in select order: for objects each name once, with its key
+    /// (`"name":`) ready to copy.
+    out: Vec<(usize, Vec<u8>)>,
+    json: Vec<u8>,
+}
+
+/// Writing a value into a `Vec` fails only if the value cannot be JSON (never for a `Value`).
+fn encoding(e: serde_json::Error) -> Error {
+    Error::Corrupt(format!("encoding a row: {e}"))
 }
 
 impl<'s> Shaper<'s> {
     pub(crate) fn new(def: &'static TableDef, select: &'s Select) -> Result<Shaper<'s>> {
         let mut wanted = vec![false; def.fields.len()];
+        let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut own = true;
         for item in &select.items {
             match item {
                 // `shape` reads a name as a relationship first.
                 SelectItem::Attribute(name) if def.relationship(name).is_none() => {
                     match def.field_index(name) {
-                        Some(i) => wanted[i] = true,
+                        Some(i) => {
+                            wanted[i] = true;
+                            // An object names an attribute once; arrays repeat it.
+                            if select.shape != SelectShape::Objects
+                                || !out.iter().any(|(f, _)| *f == i)
+                            {
+                                let mut key = serde_json::to_vec(name).map_err(encoding)?;
+                                key.push(b':');
+                                out.push((i, key));
+                            }
+                        }
                         None => own = false,
                     }
                 }
@@ -1628,10 +1655,12 @@ impl<'s> Shaper<'s> {
             }
         }
         let own = match own {
-            true => Some((
-                Record::from_stored_fields(def, b"{}", &wanted)?,
-                FieldKeys::new(def, &wanted),
-            )),
+            true => Some(OwnAttributes {
+                rec: Record::from_stored_fields(def, b"{}", &wanted)?,
+                keys: FieldKeys::new(def, &wanted),
+                out,
+                json: Vec::new(),
+            }),
             false => None,
         };
         Ok(Shaper { select, own })
@@ -1644,12 +1673,44 @@ impl<'s> Shaper<'s> {
         row: &StoredRecord,
     ) -> Result<Value> {
         match &mut self.own {
-            Some((rec, keys)) => {
-                rec.refill_from(row.json(), keys)?;
-                shape(r, def, rec, self.select)
+            Some(own) => {
+                own.rec.refill_from(row.json(), &own.keys)?;
+                shape(r, def, &own.rec, self.select)
             }
             None => shape(r, def, &row.record(def)?, self.select),
         }
+    }
+
+    /// The row shaped as JSON, written straight from the attributes read (no intermediate
+    /// object): the same bytes `shape` then serializing would give. `None` when the select
+    /// reaches beyond the table's own attributes.
+    pub(crate) fn shape_json(&mut self, row: &StoredRecord) -> Result<Option<&[u8]>> {
+        let Some(own) = &mut self.own else {
+            return Ok(None);
+        };
+        own.rec.refill_from(row.json(), &own.keys)?;
+        let json = &mut own.json;
+        json.clear();
+        let (open, close) = match self.select.shape {
+            SelectShape::Objects => (Some(b'{'), Some(b'}')),
+            SelectShape::Arrays => (Some(b'['), Some(b']')),
+            SelectShape::Values => (None, None),
+        };
+        json.extend(open);
+        for (n, (field, key)) in own.out.iter().enumerate() {
+            if n > 0 {
+                json.push(b',');
+            }
+            if self.select.shape == SelectShape::Objects {
+                json.extend_from_slice(key);
+            }
+            match &own.rec.slots[*field] {
+                Some(v) => serde_json::to_writer(&mut *json, v).map_err(encoding)?,
+                None => json.extend_from_slice(b"null"),
+            }
+        }
+        json.extend(close);
+        Ok(Some(json))
     }
 }
 
