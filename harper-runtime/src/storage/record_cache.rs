@@ -146,10 +146,12 @@ impl RecordCache {
             return;
         }
         if clock.bytes.load(Ordering::Relaxed) + size > clock.budget {
-            // Over budget: make room in this shard (in its hash order, which is arbitrary).
+            // Over budget: evict an eighth of a shard's share at once (in hash order, which is
+            // arbitrary), so the pass over the shard is paid once per many inserts.
+            let goal = size.max(clock.budget / SHARDS / 8);
             let mut freed = 0;
             shard.retain(|k, e| {
-                if freed >= size * 8 {
+                if freed >= goal {
                     return true;
                 }
                 freed += k.len() + e.value.len() + ENTRY_OVERHEAD;
