@@ -294,6 +294,19 @@ impl FieldKeys {
     }
 }
 
+impl FieldKeys {
+    /// The stored JSON bytes of each wanted attribute `json` holds, found by key: `f` gets
+    /// the field index and the value's span in `json` (absent attributes are not reported).
+    /// `None` when the key search does not apply to this record (decode it instead).
+    pub(crate) fn raw_values(
+        &self,
+        json: &[u8],
+        f: impl FnMut(usize, usize, usize) -> Option<()>,
+    ) -> Option<()> {
+        fast_fields::find_raw(json, self.finders.as_deref()?, f)
+    }
+}
+
 /// The atom of one (already type-checked) scalar value of `field`.
 pub(crate) fn field_atom(field: &FieldDef, value: &Value) -> Atom {
     match (field.ty.scalar, value) {
@@ -523,6 +536,19 @@ mod fast_fields {
         finders: &[(usize, memchr::memmem::Finder<'static>)],
         slots: &mut [Option<Value>],
     ) -> Option<()> {
+        find_raw(json, finders, |i, start, end| {
+            *slots.get_mut(i)? = Some(value_of(&json[start..end])?);
+            Some(())
+        })
+    }
+
+    /// [`find`]'s search, handing each attribute it finds to `f` as its field index and
+    /// the span of its value's bytes in `json`.
+    pub(super) fn find_raw(
+        json: &[u8],
+        finders: &[(usize, memchr::memmem::Finder<'static>)],
+        mut f: impl FnMut(usize, usize, usize) -> Option<()>,
+    ) -> Option<()> {
         if json.first() != Some(&b'{') || memchr::memchr(b'{', &json[1..]).is_some() {
             return None;
         }
@@ -536,7 +562,7 @@ mod fast_fields {
             };
             let start = skip_ws(json, at + finder.needle().len());
             let end = skip_value(json, start)?;
-            *slots.get_mut(*i)? = Some(value_of(&json[start..end])?);
+            f(*i, start, end)?;
             from = end;
         }
         Some(())
@@ -681,7 +707,7 @@ mod partial {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
 
@@ -701,7 +727,9 @@ mod tests {
         }
     }
 
-    static DEF: TableDef = TableDef {
+    /// Five free-form JSON attributes, two of them named with characters JSON escapes or
+    /// that are not ASCII.
+    pub(crate) static DEF: TableDef = TableDef {
         name: "T",
         export: None,
         fields: &[

@@ -476,6 +476,57 @@ fn test_one(test: &Test, x: One<'_>) -> bool {
 }
 
 #[cfg(test)]
+mod shaper_tests {
+    use super::*;
+    use crate::record::tests::DEF;
+
+    /// `shape_json` copies stored values when the key search applies and re-encodes decoded
+    /// ones when it does not (nested objects): either way, the bytes `shape` gives.
+    #[test]
+    fn json_rows_equal_shaped_values() {
+        let rows = [
+            r#"{"id":"x","a":[1,2.5,"s\"t"],"b c":null}"#,
+            r#"{"id":"y","a":{"nested":{"id":"no"}},"naïve":true}"#,
+            r#"{"a":"\u00e9\n","id":7}"#,
+            r#"{"id":"z"}"#,
+        ];
+        let selects = [
+            "select(a,id,a,naïve)",
+            "select([id,a,id])",
+            "select(a)",
+            "select(id,q%22uote)",
+        ];
+        for query in selects {
+            let select = crate::query::parse_query(query, &|_| true)
+                .unwrap()
+                .select
+                .unwrap();
+            let db = crate::storage::Database::temporary().unwrap();
+            for json in rows {
+                let rec = Record::from_stored_json(&DEF, json.as_bytes()).unwrap();
+                let stored = rec.to_stored(1);
+                let row = StoredRecord::from_stored(
+                    Slice::from(&b"k"[..]),
+                    Slice::from(stored.as_slice()),
+                )
+                .unwrap();
+                let mut shaper = Shaper::new(&DEF, &select).unwrap();
+                let want = db
+                    .read(|r| shaper.shape(r, &DEF, &row))
+                    .map(|v| serde_json::to_vec(&v).unwrap())
+                    .unwrap();
+                let got = shaper.shape_json(&row).unwrap().unwrap().to_vec();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap(),
+                    "{query} on {json}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod one_tests {
     use super::*;
 
@@ -1619,6 +1670,8 @@ struct OwnAttributes {
     /// The fields written out, in select order: for objects each name once, with its key
     /// (`"name":`) ready to copy.
     out: Vec<(usize, Vec<u8>)>,
+    /// Per field, the span of its value in the current row's stored bytes.
+    spans: Vec<Option<(usize, usize)>>,
     json: Vec<u8>,
 }
 
@@ -1659,6 +1712,7 @@ impl<'s> Shaper<'s> {
                 rec: Record::from_stored_fields(def, b"{}", &wanted)?,
                 keys: FieldKeys::new(def, &wanted),
                 out,
+                spans: vec![None; def.fields.len()],
                 json: Vec::new(),
             }),
             false => None,
@@ -1688,7 +1742,21 @@ impl<'s> Shaper<'s> {
         let Some(own) = &mut self.own else {
             return Ok(None);
         };
-        own.rec.refill_from(row.json(), &own.keys)?;
+        let stored = row.json();
+        // Stored values are JSON as this engine writes it: copied as they are when the key
+        // search finds them, else decoded and written again.
+        own.spans.iter_mut().for_each(|s| *s = None);
+        let spans = &mut own.spans;
+        let raw = own
+            .keys
+            .raw_values(stored, |i, start, end| {
+                *spans.get_mut(i)? = Some((start, end));
+                Some(())
+            })
+            .is_some();
+        if !raw {
+            own.rec.refill_from(stored, &own.keys)?;
+        }
         let json = &mut own.json;
         json.clear();
         let (open, close) = match self.select.shape {
@@ -1704,9 +1772,10 @@ impl<'s> Shaper<'s> {
             if self.select.shape == SelectShape::Objects {
                 json.extend_from_slice(key);
             }
-            match &own.rec.slots[*field] {
-                Some(v) => serde_json::to_writer(&mut *json, v).map_err(encoding)?,
-                None => json.extend_from_slice(b"null"),
+            match (raw, own.spans[*field], &own.rec.slots[*field]) {
+                (true, Some((start, end)), _) => json.extend_from_slice(&stored[start..end]),
+                (false, _, Some(v)) => serde_json::to_writer(&mut *json, v).map_err(encoding)?,
+                _ => json.extend_from_slice(b"null"),
             }
         }
         json.extend(close);
