@@ -115,8 +115,13 @@ fn options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     Ok(o)
 }
 
-#[tokio::main]
-async fn main() -> harper::Result<()> {
+fn main() -> harper::Result<()> {
+    // Before the runtime's threads exist, so that they share malloc's arenas.
+    harper::memory::tune_malloc();
+    tokio::runtime::Runtime::new()?.block_on(serve())
+}
+
+async fn serve() -> harper::Result<()> {
     // Logs go to stderr (stdout carries the address line); `HARPER_LOG_FORMAT=json` makes
     // them one JSON object per line for log collectors.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

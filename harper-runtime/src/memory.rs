@@ -2,29 +2,45 @@
 //!
 //! glibc's malloc gives threads their own arenas, up to eight per core, and keeps the memory
 //! freed in each one: a burst of requests spread over tokio's worker and blocking threads
-//! leaves tens of MB resident that no one uses. [`limit_arenas`] caps the arenas at two (the
-//! `MALLOC_ARENA_MAX` environment variable, when set, wins); the server calls it when it
-//! starts. [`IdleTrim`] returns freed memory to the system once a burst of requests is over
-//! (`malloc_trim`), so what stays resident is what is in use: block cache, memtables and
-//! the like.
+//! leaves tens of MB resident that no one uses. [`tune_malloc`] caps the arenas at two and
+//! keeps large buffers out of the heap; [`crate::Database`] calls it when it opens, before
+//! its own threads start (a thread keeps the arena it first allocated in, so a cap set after
+//! threads have allocated leaves their arenas in place). [`IdleTrim`] returns freed memory to
+//! the system once a burst of requests is over (`malloc_trim`), so what stays resident is
+//! what is in use: block cache, memtables and the like.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Caps glibc malloc's arenas at `n` (once per process; the `MALLOC_ARENA_MAX` environment
-/// variable, when set, wins). Threads then share arenas: a little more lock contention in
-/// malloc, far less memory kept in per-thread arenas.
-pub fn limit_arenas(n: i32) {
+/// Allocations of this size and above get their own mapping, returned whole when freed.
+const MMAP_THRESHOLD: i32 = 128 << 10;
+
+/// Sets glibc malloc up for a long-running server, once per process:
+/// - at most two arenas: threads share them (a little more lock contention in malloc, far
+///   less memory kept in per-thread arenas);
+/// - a fixed mmap threshold of 128 KiB. By default glibc raises the threshold each time a
+///   large block is freed, so after a while large buffers (response bodies, flush and
+///   compaction buffers) are carved out of the heap, and the holes they leave between
+///   long-lived small allocations (memtable entries) stay resident.
+///
+/// Call it at the start of `main`, before threads allocate, for the cap to hold for every
+/// thread; later calls (and calls after the first) change nothing. The
+/// `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` environment variables, when set, win.
+pub fn tune_malloc() {
     static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    if DONE.swap(true, Ordering::AcqRel) {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc parameter; any value is accepted or refused.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, n);
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt only sets a malloc parameter; any value is accepted or refused.
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+        }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            // SAFETY: as above.
+            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
+        }
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = n;
 }
 
 /// Returns memory freed inside malloc's arenas to the system (whole free pages anywhere in
