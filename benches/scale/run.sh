@@ -64,7 +64,11 @@ data "$N_LARGE"
 serve() { # n port -> pid in $served
   "$BIN" --addr "127.0.0.1:$2" --data "$WORK/data$1" --no-seed >"$WORK/serve$1.log" 2>&1 &
   served=$!; pids+=("$served")
-  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$2/health" && return 0; sleep 0.05; done
+  for _ in $(seq 600); do
+    # Alive, so the answer is its own (not an older server's on the same port).
+    kill -0 "$served" 2>/dev/null || break
+    curl -s -o /dev/null "http://127.0.0.1:$2/health" && return 0; sleep 0.05
+  done
   log "the storefront on $WORK/data$1 did not start"; cat "$WORK/serve$1.log" >&2; exit 1
 }
 serve "$N_SMALL" "$SMALL_PORT"
@@ -72,24 +76,27 @@ serve "$N_LARGE" "$LARGE_PORT"
 
 # rows url -> the number of records the query answers (a JSON array's length)
 rows() { curl -s "$1" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v) if isinstance(v, list) else 1)'; }
-rps() { # url -> req/s and p99 of the second of two identical wrk runs (the first warms up)
-  wrk -t1 -c"$C" -d"$D" "$1" >/dev/null 2>&1 || true
-  wrk -t1 -c"$C" -d"$D" --latency "$1" 2>&1 | awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} END {print r, p}'
+rps() { # url n [wrk script] -> req/s and p99 of the second of two identical wrk runs (the first warms up)
+  local args=(-t1 -c"$C" -d"$D"); [[ -n "${3:-}" ]] && args+=(-s "$3")
+  SCALE_N=$2 wrk "${args[@]}" "$1" >/dev/null 2>&1 || true
+  SCALE_N=$2 wrk "${args[@]}" --latency "$1" 2>&1 | awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} END {print r, p}'
 }
 LISTING='categoryId=electronics&inStock=true&sort(+name)&limit(24)&select(id,name,price,imageUrl)'
+# label | path | wrk script (random-id.lua: a uniformly random product of the server's N)
 CASES=(
-  "GET by id|/Product/prod-00001"
-  "categoryId query, limit 20|/Product/?categoryId=electronics&inStock=true&limit=20"
-  "price range, limit 20|/Product/?price=lt=100&inStock=true&limit=20"
-  "listing page (sort by name, limit 24)|/Product/?$LISTING"
+  "GET by id (one product)|/Product/prod-00001|"
+  "GET by id (random products)|/Product/prod-00001|$ROOT/benches/scale/random-id.lua"
+  "categoryId query, limit 20|/Product/?categoryId=electronics&inStock=true&limit=20|"
+  "price range, limit 20|/Product/?price=lt=100&inStock=true&limit=20|"
+  "listing page (sort by name, limit 24)|/Product/?$LISTING|"
 )
 echo "| request | rows $N_SMALL / $N_LARGE | $N_SMALL products: req/s, p99 | $N_LARGE products: req/s, p99 | ratio small/large |"
 echo "|---|---|---|---|---|"
 for c in "${CASES[@]}"; do
-  IFS='|' read -r label path <<<"$c"
+  IFS='|' read -r label path script <<<"$c"
   rs=$(rows "http://127.0.0.1:$SMALL_PORT$path"); rl=$(rows "http://127.0.0.1:$LARGE_PORT$path")
-  read -r s sp < <(rps "http://127.0.0.1:$SMALL_PORT$path")
-  read -r l lp < <(rps "http://127.0.0.1:$LARGE_PORT$path")
+  read -r s sp < <(rps "http://127.0.0.1:$SMALL_PORT$path" "$N_SMALL" "$script")
+  read -r l lp < <(rps "http://127.0.0.1:$LARGE_PORT$path" "$N_LARGE" "$script")
   ratio=$(python3 -c "print(f'{float(\"$s\") / float(\"$l\"):.2f}x')" 2>/dev/null || echo "-")
   echo "| $label | $rs / $rl | $s, $sp | $l, $lp | $ratio |"
 done

@@ -125,7 +125,7 @@ impl DatabaseBuilder {
     /// Bytes of recently read records kept ready for point reads, across all tables (default
     /// [`DEFAULT_RECORD_CACHE_BYTES`]; 0 turns it off). A query reads the record behind each
     /// index entry it matches; from this cache that is a hash lookup instead of an LSM lookup.
-    /// Entries share their bytes with fjall's memtables while those hold them.
+    /// Each entry holds its own copy of a record's bytes, so the budget bounds what it keeps.
     pub fn record_cache_size(mut self, bytes: usize) -> Self {
         self.record_cache_bytes = bytes;
         self
