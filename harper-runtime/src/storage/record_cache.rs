@@ -85,10 +85,14 @@ struct Entry {
     value: Slice,
 }
 
+/// Record key -> entry. foldhash's random per-process seed keeps keys a client chooses (ids)
+/// from being picked to collide.
+type Shard = HashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+
 /// One table's cache (its records keyspace).
 pub(crate) struct RecordCache {
     clock: Arc<Clock>,
-    shards: [Mutex<HashMap<Box<[u8]>, Entry>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
 }
 
 impl std::fmt::Debug for RecordCache {
@@ -109,11 +113,11 @@ impl RecordCache {
     pub(crate) fn new(clock: Arc<Clock>) -> RecordCache {
         RecordCache {
             clock,
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         }
     }
 
-    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Entry>> {
+    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Shard> {
         // A panic while holding a shard cannot leave an entry half-written (map operations
         // either happen or not): the map stays usable.
         self.shards[shard_of(key)]
