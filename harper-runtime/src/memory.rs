@@ -3,11 +3,12 @@
 //! glibc's malloc gives threads their own arenas, up to eight per core, and keeps the memory
 //! freed in each one: a burst of requests spread over tokio's worker and blocking threads
 //! leaves tens of MB resident that no one uses. [`tune_malloc`] caps the arenas at two and
-//! keeps large buffers out of the heap; [`crate::Database`] calls it when it opens, before
-//! its own threads start (a thread keeps the arena it first allocated in, so a cap set after
-//! threads have allocated leaves their arenas in place). [`IdleTrim`] returns freed memory to
-//! the system once a burst of requests is over (`malloc_trim`), so what stays resident is
-//! what is in use: block cache, memtables and the like.
+//! keeps large buffers out of the heap; [`crate::Database`] calls it when it opens (a server
+//! has one open before it binds), before its own threads start. A thread keeps the arena it
+//! first allocated in, so a cap set after threads have allocated leaves their arenas in
+//! place. [`IdleTrim`] returns freed memory to the system once a burst of requests is over
+//! (`malloc_trim`), so what stays resident is what is in use: block cache, memtables and
+//! the like.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

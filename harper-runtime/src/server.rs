@@ -305,7 +305,6 @@ impl App {
         }
         self.prepare()?;
         let (filter, direct, counts) = self.assemble()?;
-        crate::memory::tune_malloc();
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),

@@ -38,11 +38,11 @@ pub use tx::{Change, ChangeKind, Commit, ReadTx, Reader, StoredRecord, WriteTx};
 const META: &str = "__meta";
 
 /// Options for every keyspace we create: small memtables ([`MEMTABLE_BYTES`]) keep resident
-/// memory low (records are small, and flushed tables are served from the caches). Point reads (a record
-/// per index entry) dominate queries, so every level keeps its block index and filters in
-/// memory (about one entry per 4 KiB block), and data blocks carry a hash index (two
-/// buckets per key) that finds a key's restart point without a binary search, with a
-/// restart every 4 keys to bound the scan from there.
+/// memory low (records are small, and flushed tables are served from the caches). Point
+/// reads (a record per index entry) dominate queries, so every level keeps its block index
+/// and filters in memory (about one entry per 4 KiB block), and data blocks carry a hash
+/// index (two buckets per key) that finds a key's restart point without a binary search,
+/// with a restart every 4 keys to bound the scan from there.
 pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
     use fjall::config::{HashRatioPolicy, PinningPolicy, RestartIntervalPolicy};
     KeyspaceCreateOptions::default()
@@ -52,6 +52,7 @@ pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
         .data_block_hash_ratio_policy(HashRatioPolicy::all(2.0))
         .data_block_restart_interval_policy(RestartIntervalPolicy::all(4))
 }
+
 const CHANGES: &str = "__changes";
 
 /// A keyspace's memtable is sealed and flushed at this size. A memtable costs about 1.6
