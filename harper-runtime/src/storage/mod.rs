@@ -14,6 +14,7 @@
 //!   published in that order.
 
 mod fresh_journal;
+mod journal_sync;
 pub mod key;
 mod open_check;
 pub(crate) mod record_cache;
@@ -227,6 +228,7 @@ impl DatabaseBuilder {
                 write_failure: std::sync::OnceLock::new(),
                 fsyncs: AtomicU64::new(0),
                 fsync_nanos: AtomicU64::new(0),
+                journal_sync: journal_sync::JournalSync::new(&path),
                 fresh_journal: fresh_journal::FreshJournal::default(),
             }),
         })
@@ -282,6 +284,8 @@ pub(crate) struct Inner {
     /// Explicit fsyncs (durability `Sync` commits, [`Database::persist`]) and their total time.
     fsyncs: AtomicU64,
     fsync_nanos: AtomicU64,
+    /// Syncs the journal outside fjall's journal lock (commits go on during a sync).
+    journal_sync: journal_sync::JournalSync,
     /// Armed by a clean shutdown that found everything flushed: replaces the journal once
     /// fjall has closed. Must stay the last field (fields drop in order, after `drop`).
     fresh_journal: fresh_journal::FreshJournal,
@@ -647,7 +651,7 @@ impl Database {
     pub fn persist(&self) -> Result<()> {
         self.inner
             .timed_persist()
-            .map_err(|e| self.inner.storage_failed(e.into()))
+            .map_err(|e| self.inner.storage_failed(e))
     }
 
     /// Why writes are refused, when a storage failure (a full disk, an I/O error) stopped
@@ -690,10 +694,11 @@ impl Database {
 }
 
 impl Inner {
-    /// `persist(SyncData)`, counted and timed for [`Database::fsync_stats`].
-    fn timed_persist(&self) -> fjall::Result<()> {
+    /// An fdatasync of the journal ([`journal_sync`]), counted and timed for
+    /// [`Database::fsync_stats`].
+    fn timed_persist(&self) -> Result<()> {
         let started = std::time::Instant::now();
-        let result = self.fjall.persist(PersistMode::SyncData);
+        let result = self.journal_sync.sync(&self.fjall);
         self.fsync_nanos.fetch_add(
             u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
