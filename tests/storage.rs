@@ -423,3 +423,74 @@ fn computed_floats_index_exactly_what_is_stored() {
         assert_eq!(found[0].price.to_bits(), price.to_bits());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_durable_writes_answer_each_caller_and_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::builder(dir.path())
+        .durability(harper::Durability::Sync)
+        .open()
+        .unwrap();
+    let writes = (0..200).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let id = format!("c{i:03}");
+            db.write_async(move |tx| {
+                tx.put(&cart_item(&id, "p1", "s", 1))?;
+                Ok::<_, Error>(i)
+            })
+            .await
+        })
+    });
+    let answers = futures::future::join_all(writes).await;
+    for (i, a) in answers.into_iter().enumerate() {
+        assert_eq!(
+            a.unwrap().unwrap(),
+            i,
+            "each caller gets its own closure's answer"
+        );
+    }
+    assert_eq!(db.last_seq(), 200);
+    let all = db.read(|tx| tx.query::<CartItem>(&Query::new())).unwrap();
+    assert_eq!(all.len(), 200);
+    // Durable answers wait for fdatasyncs, at most one per commit (how many commits share
+    // one depends on the disk's speed: that is for the benches).
+    let (fsyncs, _) = db.fsync_stats();
+    assert!(
+        (1..=200).contains(&fsyncs),
+        "200 durable writes took {fsyncs} fsyncs"
+    );
+    db.check_integrity().unwrap();
+}
+
+#[tokio::test]
+async fn async_write_errors_and_panics_commit_nothing() {
+    let db = Database::temporary().unwrap();
+    let refused: Result<(), Error> = db
+        .write_async(|tx| {
+            tx.put(&cart_item("kept-out", "p1", "s", 1))?;
+            Err(Error::Conflict("refused by the closure".into()))
+        })
+        .await;
+    assert!(matches!(refused, Err(Error::Conflict(_))));
+    let panicked: Result<(), Error> = db
+        .write_async(|tx| {
+            tx.put(&cart_item("half", "p1", "s", 1))?;
+            panic!("a bug inside a write closure");
+        })
+        .await;
+    let message = panicked.unwrap_err().to_string();
+    assert!(message.contains("panicked"), "{message}");
+    // The writer thread outlives the panic, and neither write left anything behind.
+    db.write_async(|tx| tx.put(&cart_item("after", "p1", "s", 1)))
+        .await
+        .unwrap();
+    let ids: Vec<String> = db
+        .read(|tx| tx.query::<CartItem>(&Query::new()))
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(ids, ["after"]);
+    assert_eq!(db.last_seq(), 1);
+}

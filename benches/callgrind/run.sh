@@ -30,23 +30,10 @@ start() { # under callgrind, counting from the start, dumps written to OUT
   for _ in $(seq 600); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" && return 0; sleep 0.2; done
   echo "the storefront did not start under valgrind; see $OUT/server.log" >&2; exit 1
 }
-measure() { # name path-and-query
-  python3 - "$PORT" "$2" "$WARM" >/dev/null <<'PY'
-import http.client, sys
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("GET", path); r = c.getresponse(); r.read()
-    assert r.status == 200, (path, r.status)
-PY
+measure() { # name path-and-query [post]: GETs, or (post) POST /CartItem/ bodies as wrk's
+  send "$2" "$WARM" "${3:-}" "warm-$1"
   callgrind_control -z "$PID" >/dev/null 2>&1
-  python3 - "$PORT" "$2" "$REQ" >/dev/null <<'PY'
-import http.client, sys
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("GET", path); r = c.getresponse(); r.read()
-PY
+  send "$2" "$REQ" "${3:-}" "counted-$1"
   callgrind_control -d "$1" "$PID" >/dev/null 2>&1
   sleep 0.5
   local dump; dump="$(ls -t "$OUT"/run.*.* 2>/dev/null | head -1)"
@@ -54,11 +41,34 @@ PY
   local total; total="$(grep -m1 '^summary:\|^totals:' "$OUT/$1.out" | awk '{print $2}')"
   printf '| %s | `%s` | %s |\n' "$1" "$2" "$(( total / REQ ))"
 }
+send() { # path count post phase: one keep-alive connection; every answer must be a 2xx
+  python3 - "$PORT" "$1" "$2" "$3" "$4" "$ADMIN" >/dev/null <<'PY'
+import base64, http.client, sys
+port, path, n, post, phase, admin = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+c = http.client.HTTPConnection("127.0.0.1", port)
+auth = {"Authorization": "Basic " + base64.b64encode(admin.encode()).decode(),
+        "Content-Type": "application/json"}
+for i in range(n):
+    if post:
+        # A fresh insert for a session of its own (the stock check is per session), as
+        # benches/rest/post-cartitem.lua sends them: in-stock products only (i % 4 != 0).
+        p = i % 1000 + 1
+        p = p - 1 if p % 4 == 0 else p
+        body = ('{"productId":"prod-%05d","sessionId":"cg-%s-%d","quantity":1,'
+                '"addedAt":"2026-01-01T00:00:00Z"}' % (p, phase, i))
+        c.request("POST", path, body, auth)
+    else:
+        c.request("GET", path)
+    r = c.getresponse(); r.read()
+    assert 200 <= r.status < 300, (path, r.status)
+PY
+}
 queries() { # suffix
   measure "get-by-id$1" "/Product/prod-00500"
   measure "category$1" "/Product/?categoryId=electronics&inStock=true&limit=20"
   measure "sorted-price$1" "/Product/?price=lt=100&inStock=true&sort=name"
   measure "listing$1" "/Product/?categoryId=electronics&inStock=true&sort(+name)&limit(24)&select(id,name,price,imageUrl)"
+  measure "post-cart-item$1" "/CartItem/" post
 }
 start
 python3 "$ROOT/../shared/harper-peer/load.py" "http://127.0.0.1:$PORT" "$N" --auth "$ADMIN" --quiet 2>/dev/null || true

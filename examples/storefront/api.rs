@@ -1,8 +1,8 @@
 //! The storefront's own HTTP endpoints, tried before the generic REST API:
 //!
-//! - `POST /CartItem/` goes through [`shop::add`]: 201 with the cart item's id (a new one,
+//! - `POST /CartItem/` goes through [`shop::add_in`]: 201 with the cart item's id (a new one,
 //!   or the existing one when the add merges), 409 when the stock does not cover it.
-//! - `POST /Cart/<sessionId>/checkout` runs [`shop::checkout`]: 200 with the order.
+//! - `POST /Cart/<sessionId>/checkout` runs [`shop::checkout_in`]: 200 with the order.
 //! - `GET /openapi` is the generated document plus the checkout operation.
 //!
 //! Every other request is rejected here (not answered), so it reaches the REST API.
@@ -174,8 +174,9 @@ where
         Record::from_json(CartItem::DEF, value).map_err(|e| ApiError::from(e).into_response())?;
     let request = add_request(&record).map_err(ApiError::into_response)?;
     own_session(&who, &request.session_id).map_err(ApiError::into_response)?;
-    let added = blocking(move || shop::add(&db, request))
-        .await?
+    let added = db
+        .write_async(move |tx| shop::add_in(tx, &request))
+        .await
         .map_err(|e| shop_error(e, Context::Add))?;
     Ok(created(added.item.id.as_str()))
 }
@@ -275,8 +276,9 @@ async fn post_checkout(
     })?;
     let who = caller(auth, headers, method, peer).await?;
     own_session(&who, &session).map_err(ApiError::into_response)?;
-    let order = blocking(move || shop::checkout(&db, &session))
-        .await?
+    let order = db
+        .write_async(move |tx| shop::checkout_in(tx, &session))
+        .await
         .map_err(|e| shop_error(e, Context::Checkout))?;
     let body = serde_json::to_vec(&order)
         .map_err(|e| ApiError::from(harper::Error::Io(std::io::Error::other(e))).into_response())?;
@@ -421,15 +423,6 @@ fn order_line_schema() -> Value {
 }
 
 // ---- helpers -----------------------------------------------------------------------------
-
-/// Runs a blocking database call off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::from(harper::Error::Io(std::io::Error::other(e.to_string()))).into_response()
-    })
-}
 
 /// Reads a body of at most `limit` bytes (413 beyond, checked before reading when the
 /// length is declared, and while reading when it is chunked).

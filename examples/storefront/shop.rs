@@ -122,7 +122,8 @@ pub fn add_to_cart(
     )
 }
 
-/// Adds to a cart in one write transaction; see [`add_in`].
+/// Adds to a cart in one write transaction; see [`add_in`]. Blocking: the HTTP layer runs
+/// `add_in` through `Database::write_async`.
 pub fn add(db: &Database, request: AddToCart) -> Result<Added, ShopError> {
     db.write(|tx| add_in(tx, &request))
 }
@@ -280,6 +281,8 @@ pub struct OrderLine {
 }
 
 /// Checks out the cart of `session` in one write transaction; see [`checkout_in`].
+// The blocking Rust API; the HTTP layer runs `checkout_in` through `Database::write_async`.
+#[allow(dead_code)]
 pub fn checkout(db: &Database, session: &str) -> Result<Order, ShopError> {
     db.write(|tx| checkout_in(tx, session))
 }

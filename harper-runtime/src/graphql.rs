@@ -1040,11 +1040,7 @@ async fn write<T: Send + 'static>(
     db: &Database,
     f: impl FnOnce(&mut crate::storage::WriteTx) -> crate::Result<T> + Send + 'static,
 ) -> async_graphql::Result<T> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || db.write(f))
-        .await
-        .map_err(|e| error(Error::Io(std::io::Error::other(e.to_string()))))?
-        .map_err(error)
+    db.write_async(f).await.map_err(error)
 }
 
 fn input_data(ctx: &ResolverContext) -> async_graphql::Result<Map<String, Value>> {

@@ -988,11 +988,7 @@ async fn blocking_write<T: Send + 'static>(
     db: &Database,
     f: impl FnOnce(&mut crate::storage::WriteTx) -> crate::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || db.write(f))
-        .await
-        .map_err(|e| ApiError::from(Error::Io(std::io::Error::other(e.to_string()))))?
-        .map_err(ApiError::from)
+    db.write_async(f).await.map_err(ApiError::from)
 }
 
 async fn put<S, B>(

@@ -21,6 +21,7 @@ pub(crate) mod record_cache;
 mod schema_meta;
 pub(crate) mod source;
 pub(crate) mod tx;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -229,6 +230,7 @@ impl DatabaseBuilder {
                 fsyncs: AtomicU64::new(0),
                 fsync_nanos: AtomicU64::new(0),
                 journal_sync: journal_sync::JournalSync::new(&path),
+                writer_threads: writer::Writer::default(),
                 fresh_journal: fresh_journal::FreshJournal::default(),
             }),
         })
@@ -286,6 +288,8 @@ pub(crate) struct Inner {
     fsync_nanos: AtomicU64,
     /// Syncs the journal outside fjall's journal lock (commits go on during a sync).
     journal_sync: journal_sync::JournalSync,
+    /// The writer and sync threads of [`Database::write_async`].
+    writer_threads: writer::Writer,
     /// Armed by a clean shutdown that found everything flushed: replaces the journal once
     /// fjall has closed. Must stay the last field (fields drop in order, after `drop`).
     fresh_journal: fresh_journal::FreshJournal,
@@ -578,24 +582,39 @@ impl Database {
     /// wrote is kept. Write transactions run one at a time, and each sees every commit
     /// before it, so read-check-write logic inside `f` cannot race with other writers.
     ///
-    /// Blocking: call it from a blocking context (`tokio::task::spawn_blocking` in async code).
+    /// Blocking: call it from a blocking context; async code has [`Database::write_async`].
     pub fn write<R, E: From<Error>>(
         &self,
         f: impl FnOnce(&mut WriteTx) -> Result<R, E>,
     ) -> Result<R, E> {
+        let (out, seq) = self.write_unsynced(f)?;
+        if let Some(seq) = seq
+            && self.inner.durability == Durability::Sync
+        {
+            self.sync_committed(seq)?;
+        }
+        Ok(out)
+    }
+
+    /// Runs and commits a write transaction; the sequence number of its commit (`None` when
+    /// it wrote nothing) is not yet synced under [`Durability::Sync`].
+    fn write_unsynced<R, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&mut WriteTx) -> Result<R, E>,
+    ) -> Result<(R, Option<u64>), E> {
         self.inner.check_writable()?;
         let guard = self.inner.lock_writer();
         let mut tx = WriteTx::new(&self.inner, guard);
         let out = f(&mut tx)?;
         let seq = tx.commit().map_err(|e| self.inner.storage_failed(e))?;
-        if let Some(seq) = seq
-            && self.inner.durability == Durability::Sync
-        {
-            self.inner
-                .sync_through(seq)
-                .map_err(|e| self.inner.storage_failed(e))?;
-        }
-        Ok(out)
+        Ok((out, seq))
+    }
+
+    /// Makes every commit up to `seq` durable (group commit).
+    fn sync_committed(&self, seq: u64) -> Result<()> {
+        self.inner
+            .sync_through(seq)
+            .map_err(|e| self.inner.storage_failed(e))
     }
 
     /// Reads one record by primary key.
@@ -879,6 +898,9 @@ impl Inner {
             if state.synced >= seq {
                 return Ok(());
             }
+            // After a failed fdatasync the kernel may have dropped the pages it could not
+            // write: a later sync that succeeds proves nothing about them.
+            self.check_writable()?;
             if !state.in_progress {
                 state.in_progress = true;
                 let target = self.committed_seq.load(Ordering::Acquire);
