@@ -4,6 +4,10 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
+/// Tables (or anything else) by name: looked up on every request, so hashed with foldhash
+/// rather than SipHash (the names are the schema's, not a client's).
+pub type NameMap<V> = std::collections::HashMap<&'static str, V, foldhash::fast::RandomState>;
+
 /// A struct annotated with `#[table]`. Implemented by the macro; never by hand.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a `#[table]` struct",

@@ -12,7 +12,6 @@ pub mod ops;
 pub(crate) mod realtime;
 mod rest;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use warp::Filter;
@@ -81,7 +80,7 @@ pub(crate) fn api_state(
     limits: Limits,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Arc<rest::ApiState> {
-    let mut by_name = HashMap::new();
+    let mut by_name = crate::schema::NameMap::default();
     for def in tables {
         if let Some(name) = def.export_name() {
             by_name.insert(name, *def);

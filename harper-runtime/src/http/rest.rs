@@ -8,7 +8,6 @@
 //! route. Reads of single records run inline (fjall point reads take microseconds); writes
 //! and collection queries run on the blocking pool.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,7 +43,7 @@ pub struct ApiState {
     pub db: Database,
     pub auth: crate::auth::Auth,
     /// Exported tables by URL segment.
-    pub tables: HashMap<&'static str, &'static TableDef>,
+    pub tables: crate::schema::NameMap<&'static TableDef>,
     pub body_limit: usize,
     pub realtime: super::realtime::RealtimeConfig,
     pub limits: super::Limits,

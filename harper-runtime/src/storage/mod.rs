@@ -208,7 +208,7 @@ impl DatabaseBuilder {
                     cache: None,
                 },
                 path: self.path,
-                tables: RwLock::new(HashMap::new()),
+                tables: RwLock::new(crate::schema::NameMap::default()),
                 writer: Mutex::new(WriterState {
                     next_seq: last_seq + 1,
                 }),
@@ -253,7 +253,7 @@ pub(crate) struct Inner {
     meta: Keyspace,
     pub changes: Ks,
     path: PathBuf,
-    tables: RwLock<HashMap<&'static str, Arc<TableStore>>>,
+    tables: RwLock<crate::schema::NameMap<Arc<TableStore>>>,
     /// Held for the whole of a write transaction.
     writer: Mutex<WriterState>,
     /// Held while a commit's batch is applied and its sequence number published (briefly):
