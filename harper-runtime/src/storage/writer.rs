@@ -51,26 +51,42 @@ impl Writer {
         jobs.send(job).map_err(|_| thread_gone("writer"))
     }
 
-    fn sync_later(&self, pending: PendingSync) {
+    /// The sync thread's queue (started on first use); holds no database handle.
+    fn sync_queue(&self) -> Result<mpsc::Sender<PendingSync>> {
         let syncs = start(
             &self.syncs,
             "harper-sync",
             |syncs: mpsc::Receiver<PendingSync>| {
-                // One commit at a time is enough for group commit: the first call syncs through
-                // every commit published before it began, so the calls of the commits queued
-                // behind it return at once.
-                while let Ok(p) = syncs.recv() {
-                    (p.answer)(p.db.sync_committed(p.seq));
+                // One commit at a time is enough for group commit: the first call syncs
+                // through every commit published before it began, so the calls of the
+                // commits queued behind it return at once.
+                while let Ok(PendingSync { db, seq, answer }) = syncs.recv() {
+                    let synced = db.sync_committed(seq);
+                    // Dropped before the answer: a caller that then closes the database
+                    // must hold its last handle.
+                    drop(db);
+                    answer(synced);
                 }
             },
-        );
-        match syncs {
-            Ok(syncs) => {
-                if let Err(mpsc::SendError(pending)) = syncs.send(pending) {
-                    (pending.answer)(Err(thread_gone("sync")));
-                }
+        )?;
+        Ok(syncs.clone())
+    }
+}
+
+/// Queues `pending` for its fdatasync, or answers it with the reason it cannot be.
+fn sync_later(queue: Result<mpsc::Sender<PendingSync>>, pending: PendingSync) {
+    match queue {
+        Ok(queue) => {
+            if let Err(mpsc::SendError(pending)) = queue.send(pending) {
+                let PendingSync { db, answer, .. } = pending;
+                drop(db);
+                answer(Err(thread_gone("sync")));
             }
-            Err(e) => (pending.answer)(Err(e)),
+        }
+        Err(e) => {
+            let PendingSync { db, answer, .. } = pending;
+            drop(db);
+            answer(Err(e));
         }
     }
 }
@@ -116,23 +132,27 @@ impl Database {
     {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let db = self.clone();
-        let job: Job = Box::new(move || match db.write_unsynced(f) {
-            Ok((out, Some(seq))) if db.inner.durability == Durability::Sync => {
+        let job: Job = Box::new(move || {
+            let written = db.write_unsynced(f);
+            if let Ok((_, Some(seq))) = &written
+                && db.inner.durability == Durability::Sync
+            {
+                let queue = db.inner.writer_threads.sync_queue();
                 let pending = PendingSync {
-                    db: db.clone(),
-                    seq,
+                    db,
+                    seq: *seq,
                     answer: Box::new(move |synced: Result<()>| {
-                        let _ = answer.send(synced.map(|()| out).map_err(E::from));
+                        let out = written.map(|(out, _)| out);
+                        let _ = answer.send(synced.map_err(E::from).and(out));
                     }),
                 };
-                db.inner.writer_threads.sync_later(pending);
+                sync_later(queue, pending);
+                return;
             }
-            Ok((out, _)) => {
-                let _ = answer.send(Ok(out));
-            }
-            Err(e) => {
-                let _ = answer.send(Err(e));
-            }
+            // Dropped before the answer: a caller that then closes the database must hold
+            // its last handle.
+            drop(db);
+            let _ = answer.send(written.map(|(out, _)| out));
         });
         self.inner.writer_threads.submit(job)?;
         answered.await.map_err(|_| {
