@@ -230,3 +230,88 @@ fn retention_applies_to_an_existing_log_when_reopened() {
     assert_eq!(kept, [18, 19, 20, 21]);
     assert_eq!(db.oldest_seq(), 18);
 }
+
+/// The bytes of the change-log entries kept, read back through the public API.
+fn log_bytes(db: &Database) -> (Vec<u64>, usize) {
+    let entries: Vec<(u64, Vec<u8>)> = db
+        .changes_since(0)
+        .map(|e| {
+            let (seq, bytes) = e.unwrap();
+            (seq, bytes.to_vec())
+        })
+        .collect();
+    let bytes = entries.iter().map(|(_, b)| b.len()).sum();
+    (entries.into_iter().map(|(s, _)| s).collect(), bytes)
+}
+
+/// A transaction of `rows` products with long descriptions: a large change-log entry.
+fn import(db: &Database, batch: usize, rows: usize) {
+    db.write(|tx| {
+        for i in 0..rows {
+            let mut p = product(&format!("b{batch}-{i}"), "toys", 1.0, 1);
+            p.description = Some("x".repeat(1000));
+            tx.put(&p)?;
+        }
+        Ok::<_, harper::Error>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn the_change_log_keeps_the_newest_entries_within_its_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 50_000u64;
+    {
+        let db = Database::builder(dir.path())
+            .change_log_bytes(budget)
+            .open()
+            .unwrap();
+        // Each import entry is about 10 KB: the log keeps the last four or five.
+        for b in 0..30 {
+            import(&db, b, 10);
+            let (seqs, bytes) = log_bytes(&db);
+            assert!(
+                bytes as u64 <= budget,
+                "{bytes} bytes kept after import {b}"
+            );
+            // Contiguous, ending at the last commit, starting at oldest_seq.
+            let expected: Vec<u64> = (db.oldest_seq()..=db.last_seq()).collect();
+            assert_eq!(seqs, expected);
+        }
+        let (seqs, bytes) = log_bytes(&db);
+        assert!(seqs.len() >= 4, "{} entries, {bytes} bytes", seqs.len());
+        assert!(
+            bytes as u64 > budget - 11_000,
+            "the budget is used: {bytes}"
+        );
+        // Small commits (about 260 bytes each) are kept by the hundred within the same
+        // budget, once the imports' entries have given way.
+        let last_import = db.last_seq();
+        for i in 0..200 {
+            db.write(|tx| tx.put(&product(&format!("s{i}"), "toys", 1.0, 1)))
+                .unwrap();
+        }
+        let (seqs, bytes) = log_bytes(&db);
+        assert!(bytes as u64 <= budget, "{bytes}");
+        assert!(
+            seqs[0] > last_import && seqs.len() > 150,
+            "{} entries",
+            seqs.len()
+        );
+    }
+    // Reopened with a smaller budget: the log is cut at open, from its stored sizes.
+    let db = Database::builder(dir.path())
+        .change_log_bytes(5_000)
+        .open()
+        .unwrap();
+    let (seqs, bytes) = log_bytes(&db);
+    assert!(bytes <= 5_000, "{bytes}");
+    assert_eq!(*seqs.last().unwrap(), db.last_seq());
+    assert_eq!(seqs[0], db.oldest_seq());
+    assert!(seqs.len() > 10, "{}", seqs.len());
+    // One entry over the whole budget is still kept: the log ends at the last commit.
+    import(&db, 99, 10);
+    let (seqs, _) = log_bytes(&db);
+    assert_eq!(seqs, [db.last_seq()]);
+    assert_eq!(db.oldest_seq(), db.last_seq());
+}

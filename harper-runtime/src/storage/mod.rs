@@ -13,6 +13,7 @@
 //!   latest committed state, change-log sequence numbers follow commit order, and events are
 //!   published in that order.
 
+pub(crate) mod change_log;
 mod fresh_journal;
 mod journal_sync;
 pub mod key;
@@ -56,6 +57,8 @@ pub(crate) fn keyspace_options() -> KeyspaceCreateOptions {
 }
 
 const CHANGES: &str = "__changes";
+/// Each change-log entry's size ([`change_log`]).
+const CHANGE_SIZES: &str = "__change_sizes";
 
 /// A keyspace's memtable is sealed and flushed at this size. A memtable costs about 1.6
 /// times its bytes in memory (skiplist nodes, one allocation per key and value), and a
@@ -87,6 +90,7 @@ pub struct DatabaseBuilder {
     cache_bytes: u64,
     record_cache_bytes: usize,
     retention: u64,
+    log_bytes: u64,
 }
 
 /// The block cache's default capacity ([`DatabaseBuilder::cache_size`]).
@@ -99,6 +103,9 @@ pub const DEFAULT_RECORD_CACHE_BYTES: usize = 16 << 20;
 /// any of the last this many transactions.
 pub const DEFAULT_CHANGE_LOG_RETENTION: u64 = 100_000;
 
+/// Bytes of change-log entries kept by default ([`DatabaseBuilder::change_log_bytes`]).
+pub const DEFAULT_CHANGE_LOG_BYTES: u64 = 64 << 20;
+
 impl DatabaseBuilder {
     /// How many of the newest change-log entries (transactions) to keep (default
     /// [`DEFAULT_CHANGE_LOG_RETENTION`]; at least 1). Older entries are deleted as new ones
@@ -106,6 +113,16 @@ impl DatabaseBuilder {
     /// kept entry is told to resynchronise.
     pub fn change_log_retention(mut self, transactions: u64) -> Self {
         self.retention = transactions.max(1);
+        self
+    }
+
+    /// At most how many bytes of change-log entries to keep (default
+    /// [`DEFAULT_CHANGE_LOG_BYTES`]), on top of [`DatabaseBuilder::change_log_retention`]:
+    /// the log keeps the newest entries within both. An entry holds every record its
+    /// transaction wrote, so without it a bulk import would leave a second copy of what it
+    /// imported in the log. The newest entry is always kept.
+    pub fn change_log_bytes(mut self, bytes: u64) -> Self {
+        self.log_bytes = bytes;
         self
     }
 
@@ -157,6 +174,9 @@ impl DatabaseBuilder {
         let recovered = started.elapsed();
         let meta = fjall.keyspace(META, keyspace_options).map_err(explain)?;
         let changes = fjall.keyspace(CHANGES, keyspace_options).map_err(explain)?;
+        let change_sizes = fjall
+            .keyspace(CHANGE_SIZES, keyspace_options)
+            .map_err(explain)?;
         let last_seq = match changes.last_key_value() {
             Some(g) => {
                 let k = g.key().map_err(explain)?;
@@ -186,7 +206,12 @@ impl DatabaseBuilder {
             ));
         }
         let last_version = schema_meta::last_version(&changes)?;
-        let oldest_seq = prune_log(&fjall, &changes, last_seq, self.retention)?;
+        let log_limits = change_log::Limits {
+            entries: self.retention,
+            bytes: self.log_bytes,
+        };
+        let log_window =
+            change_log::prune_at_open(&fjall, &changes, &change_sizes, last_seq, log_limits)?;
         if checked {
             open_check::clear_clean_shutdown(&path)?;
         }
@@ -211,12 +236,14 @@ impl DatabaseBuilder {
                 tables: RwLock::new(crate::schema::NameMap::default()),
                 writer: Mutex::new(WriterState {
                     next_seq: last_seq + 1,
+                    log: log_window,
                 }),
                 commit_lock: Mutex::new(()),
                 committed_seq: AtomicU64::new(last_seq),
                 record_clock: record_cache::Clock::new(self.record_cache_bytes, last_seq),
-                oldest_seq: AtomicU64::new(oldest_seq),
-                retention: self.retention,
+                oldest_seq: AtomicU64::new(log_window.oldest),
+                change_sizes,
+                log_limits,
                 synced: GroupSync::new(last_seq),
                 durability: self.durability,
                 clock: AtomicU64::new(last_version),
@@ -265,8 +292,10 @@ pub(crate) struct Inner {
     pub(crate) record_clock: Arc<record_cache::Clock>,
     /// The oldest sequence number still in the change log (`committed_seq + 1` when empty).
     oldest_seq: AtomicU64,
-    /// Change-log entries kept.
-    pub(crate) retention: u64,
+    /// Each change-log entry's size ([`change_log`]).
+    pub(crate) change_sizes: Keyspace,
+    /// How much of the change log to keep.
+    pub(crate) log_limits: change_log::Limits,
     synced: GroupSync,
     durability: Durability,
     /// The last version handed out (microseconds since the epoch, strictly increasing).
@@ -406,6 +435,8 @@ impl Inner {
 
 pub(crate) struct WriterState {
     pub next_seq: u64,
+    /// The change log's kept entries.
+    pub log: change_log::Window,
 }
 
 /// The keyspaces of one table. Not part of the public API.
@@ -504,6 +535,7 @@ impl Database {
             cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             record_cache_bytes: DEFAULT_RECORD_CACHE_BYTES,
             retention: DEFAULT_CHANGE_LOG_RETENTION,
+            log_bytes: DEFAULT_CHANGE_LOG_BYTES,
         }
     }
 
@@ -876,15 +908,9 @@ impl Inner {
         self.registrations.load(Ordering::Acquire)
     }
 
-    /// The change-log entry a commit of `seq` deletes to keep the log within retention.
-    pub(crate) fn expiring_log_entry(&self, seq: u64) -> Option<u64> {
-        seq.checked_sub(self.retention).filter(|s| *s > 0)
-    }
-
-    pub(crate) fn publish(&self, commit: Arc<Commit>) {
-        if let Some(expired) = self.expiring_log_entry(commit.seq) {
-            self.oldest_seq.fetch_max(expired + 1, Ordering::AcqRel);
-        }
+    /// Publishes a commit, after which the change log starts at `oldest_seq`.
+    pub(crate) fn publish(&self, commit: Arc<Commit>, oldest_seq: u64) {
+        self.oldest_seq.fetch_max(oldest_seq, Ordering::AcqRel);
         self.committed_seq.store(commit.seq, Ordering::Release);
         // No receivers is fine: nobody is subscribed.
         let _ = self.events.send(commit);
@@ -918,39 +944,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// Deletes change-log entries older than the newest `retention` ones (after a restart with a
-/// smaller retention); returns the oldest sequence number left.
-fn prune_log(
-    fjall: &fjall::Database,
-    log: &Keyspace,
-    last_seq: u64,
-    retention: u64,
-) -> Result<u64> {
-    let keep_from = last_seq.saturating_sub(retention) + 1;
-    let mut oldest = last_seq + 1;
-    let mut batch = fjall.batch();
-    let mut pending = 0usize;
-    for g in log.range(..keep_from.to_be_bytes()) {
-        let k = g.key()?;
-        batch.remove(log, k);
-        pending += 1;
-        if pending == 10_000 {
-            std::mem::replace(&mut batch, fjall.batch()).commit()?;
-            pending = 0;
-        }
-    }
-    batch.commit()?;
-    if let Some(g) = log.first_key_value() {
-        let k = g.key()?;
-        let arr: [u8; 8] = k
-            .as_ref()
-            .try_into()
-            .map_err(|_| Error::Corrupt("change log key".into()))?;
-        oldest = u64::from_be_bytes(arr);
-    }
-    Ok(oldest)
 }
 
 /// Group commit: one thread syncs while the others wait for it and find their commit covered.

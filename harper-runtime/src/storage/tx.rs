@@ -12,7 +12,7 @@ use super::key::{self, Atom};
 use super::source::{
     KeyRange, KvIter, OverlaySource, SnapshotSource, Source, StagedMap, overlay_scan,
 };
-use super::{Inner, TableStore, WriterState};
+use super::{Inner, TableStore, WriterState, change_log};
 use crate::error::{Error, Result};
 use crate::query::{self, Query, QueryStats};
 use crate::record::{Record, split_stored};
@@ -728,20 +728,36 @@ impl<'db> WriteTx<'db> {
             }
         }
         let entry = encode_log_entry(seq, self.version, &self.changes);
+        let mut log = self._writer.log;
+        let len = entry.len() as u64;
+        log.bytes += len;
+        log.total += len;
         batch.insert(&self.inner.changes.handle, seq.to_be_bytes(), entry);
-        if let Some(expired) = self.inner.expiring_log_entry(seq) {
-            batch.remove(&self.inner.changes.handle, expired.to_be_bytes());
-        }
+        batch.insert(
+            &self.inner.change_sizes,
+            seq.to_be_bytes(),
+            change_log::encode_size(len, log.total),
+        );
+        change_log::drop_oldest(
+            &mut batch,
+            &self.inner.changes.handle,
+            &self.inner.change_sizes,
+            &mut log,
+            seq,
+            self.inner.log_limits,
+            None,
+        )?;
         let committing = self.inner.lock_commit();
         batch.commit()?;
         self._writer.next_seq = seq + 1;
+        self._writer.log = log;
         let commit = Arc::new(Commit {
             seq,
             version: self.version,
             changes: std::mem::take(&mut self.changes),
         });
         // Published while the writer lock is held, so subscribers see commit order.
-        self.inner.publish(commit);
+        self.inner.publish(commit, log.oldest);
         writing.seq = Some(seq);
         drop(writing);
         drop(committing);
