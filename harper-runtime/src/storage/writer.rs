@@ -8,9 +8,9 @@
 //!
 //! Under [`Durability::Sync`] the writer thread does not wait for the fdatasync either: it
 //! hands each commit to the sync thread and goes on with the next transaction. The sync
-//! thread takes every commit handed over so far, syncs once through the newest of them
-//! ([`Database::sync_committed`], the same group commit as blocking writers use), and then
-//! answers them all.
+//! thread takes the commits in order: the fdatasync for the first covers every commit
+//! published before it began, so the ones queued behind it are answered without another
+//! ([`Database::sync_committed`], the same group commit as blocking writers use).
 //!
 //! Neither thread holds a [`Database`]: each queued job carries its own handle, so the
 //! threads keep nothing open. They end when the database's last handle is dropped (their
