@@ -916,11 +916,14 @@ async fn table_reads_are_answered_before_custom_routes_and_nothing_else_is() {
     ] {
         let r = http.get(format!("{base}{path}")).send().await.unwrap();
         assert!(r.headers().get("x-custom").is_none(), "GET {path}");
-        assert_eq!(
-            r.headers()["x-content-type-options"],
-            "nosniff",
-            "GET {path}"
-        );
+        // All three security headers, on answers with a record and on errors alike.
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+        ] {
+            assert_eq!(r.headers()[name], value, "GET {path}: {name}");
+        }
         let r = http.head(format!("{base}{path}")).send().await.unwrap();
         assert!(r.headers().get("x-custom").is_none(), "HEAD {path}");
     }

@@ -142,15 +142,16 @@ impl ResponseCounts {
         let stats = match self.find(&key) {
             Some(stats) => stats,
             None if status == StatusCode::NOT_FOUND => &self.unmatched,
-            None => self.claim(key),
+            None => self.claim(key.concat()),
         };
         stats.observe(status.as_u16(), elapsed);
     }
 
-    fn find(&self, key: &str) -> Option<&RouteStats> {
+    /// The slot of this request's route, compared piece by piece: no key is built.
+    fn find(&self, key: &RouteKey) -> Option<&RouteStats> {
         for slot in self.routes.iter() {
             match slot.key.get() {
-                Some(k) if **k == *key => return Some(slot),
+                Some(k) if is_route_key(k, key) => return Some(slot),
                 Some(_) => continue,
                 None => return None,
             }
@@ -171,25 +172,37 @@ impl ResponseCounts {
     }
 }
 
-/// `"GET /Product/:id"` for `GET /Product/p1`.
-fn route_key(method: &Method, path: &str) -> String {
-    let mut key = String::with_capacity(method.as_str().len() + 1 + path.len().min(64));
-    key.push_str(method.as_str());
-    key.push(' ');
-    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
-    key.push('/');
-    key.push_str(segments.next().unwrap_or(""));
-    if let Some(second) = segments.next() {
-        key.push('/');
-        if !second.is_empty() {
-            key.push_str(":id");
+type RouteKey<'a> = [&'a str; 6];
+
+/// A request's route key in pieces, empty where absent: `["GET", " /", "Product", "/:id",
+/// "", ""]` for `GET /Product/p1`. The second segment becomes `:id` (or stays empty); the
+/// rest of the path is kept as it is.
+fn route_key<'a>(method: &'a Method, path: &'a str) -> RouteKey<'a> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let Some((first, after)) = path.split_once('/') else {
+        return [method.as_str(), " /", path, "", "", ""];
+    };
+    let (second, rest) = match after.split_once('/') {
+        Some((second, rest)) => (second, Some(rest)),
+        None => (after, None),
+    };
+    let second = if second.is_empty() { "/" } else { "/:id" };
+    match rest {
+        Some(rest) => [method.as_str(), " /", first, second, "/", rest],
+        None => [method.as_str(), " /", first, second, "", ""],
+    }
+}
+
+/// Whether `key` is the route key `pieces` spell.
+fn is_route_key(key: &str, pieces: &RouteKey) -> bool {
+    let mut rest = key;
+    for piece in pieces {
+        match rest.strip_prefix(piece) {
+            Some(r) => rest = r,
+            None => return false,
         }
     }
-    for rest in segments {
-        key.push('/');
-        key.push_str(rest);
-    }
-    key
+    rest.is_empty()
 }
 
 /// Wraps the whole of a server's filter: every response it makes is counted in `counts`
@@ -432,5 +445,64 @@ fn render_routes(out: &mut String, counts: &ResponseCounts) {
             "harper_http_request_duration_seconds_sum{{{labels}}} {sum}\n\
              harper_http_request_duration_seconds_count{{{labels}}} {cumulative}"
         );
+    }
+}
+
+#[cfg(test)]
+mod route_key_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(method: &Method, path: &str) -> String {
+        route_key(method, path).concat()
+    }
+
+    /// The key built segment by segment, as the documentation of `observe` describes it.
+    fn reference_key(method: &Method, path: &str) -> String {
+        let mut key = format!("{} /", method.as_str());
+        let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
+        key.push_str(segments.next().unwrap_or(""));
+        if let Some(second) = segments.next() {
+            key.push('/');
+            if !second.is_empty() {
+                key.push_str(":id");
+            }
+        }
+        for rest in segments {
+            key.push('/');
+            key.push_str(rest);
+        }
+        key
+    }
+
+    #[test]
+    fn keys_name_the_table_and_hide_the_id() {
+        assert_eq!(key(&Method::GET, "/Product/p1"), "GET /Product/:id");
+        assert_eq!(key(&Method::GET, "/Product/"), "GET /Product/");
+        assert_eq!(key(&Method::GET, "/Product"), "GET /Product");
+        assert_eq!(key(&Method::POST, "/CartItem/"), "POST /CartItem/");
+        assert_eq!(key(&Method::GET, "/a/b/c/"), "GET /a/:id/c/");
+        assert_eq!(key(&Method::GET, "/"), "GET /");
+    }
+
+    proptest! {
+        /// Matching piece by piece agrees with comparing the whole key.
+        #[test]
+        fn matching_agrees_with_the_built_key(
+            path in "/?([a-z:]{0,3}/?){0,4}",
+            other in "/?([a-z:]{0,3}/?){0,4}",
+            post in any::<bool>(),
+        ) {
+            let method = if post { Method::POST } else { Method::GET };
+            let own = key(&method, &path);
+            prop_assert_eq!(&own, &reference_key(&method, &path));
+            prop_assert!(is_route_key(&own, &route_key(&method, &path)));
+            let theirs = key(&Method::GET, &other);
+            prop_assert_eq!(is_route_key(&theirs, &route_key(&method, &path)), theirs == own);
+            // A key that is a proper prefix of, or extends, the route's key is another route.
+            let longer = own.clone() + "x";
+            prop_assert!(!is_route_key(&longer, &route_key(&method, &path)));
+            prop_assert!(!is_route_key(&own[..own.len() - 1], &route_key(&method, &path)));
+        }
     }
 }

@@ -236,7 +236,7 @@ pub(crate) fn request(
                 ));
             }
             let id = rest::decode_id(raw_id)?;
-            let key = rest::json_atom(&rest::key_value(def, &id)?);
+            let key = rest::key_atom(def, &id)?;
             (def, Target::Record(key))
         }
         Path::Description(def) => {

@@ -224,7 +224,8 @@ fn export(def: &TableDef) -> &'static str {
     def.export_name().unwrap_or(def.name)
 }
 
-pub(crate) fn decode_id(raw: &str) -> Result<String, ApiError> {
+/// A URL id, percent-decoded (borrowed from `raw` when it holds no escapes).
+pub(crate) fn decode_id(raw: &str) -> Result<std::borrow::Cow<'_, str>, ApiError> {
     let id = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| {
@@ -232,8 +233,7 @@ pub(crate) fn decode_id(raw: &str) -> Result<String, ApiError> {
                 "invalid_id",
                 "the record id is not valid UTF-8 once percent-decoded",
             )
-        })?
-        .into_owned();
+        })?;
     if id.len() > MAX_ID_BYTES {
         return Err(ApiError::bad_request(
             "invalid_id",
@@ -266,6 +266,14 @@ pub(crate) fn key_value(def: &'static TableDef, id: &str) -> Result<Value, ApiEr
     }
 }
 
+/// The primary key of a URL id, as the storage layer takes it.
+pub(crate) fn key_atom(def: &'static TableDef, id: &str) -> Result<Atom, ApiError> {
+    match def.primary_key().ty.scalar {
+        Scalar::Int { .. } => Ok(json_atom(&key_value(def, id)?)),
+        _ => Ok(Atom::Str(id.to_owned())),
+    }
+}
+
 fn header_str(req: &Request, name: header::HeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -280,6 +288,39 @@ fn json_response(status: StatusCode, body: Vec<u8>, method: &Method) -> Response
 }
 
 fn bytes_response(status: StatusCode, format: Format, body: Vec<u8>, method: &Method) -> Response {
+    with_headers(status, body, method, Headers::Plain(format))
+}
+
+/// A `200` whose body is in `format`, chosen from the request's `Accept`: it says so
+/// (`Vary: Accept`), and carries `tag` when it is one record.
+fn negotiated_response(
+    format: Format,
+    body: Vec<u8>,
+    method: &Method,
+    tag: Option<&ETag>,
+) -> Response {
+    let mut r = with_headers(
+        StatusCode::OK,
+        body,
+        method,
+        Headers::Negotiated(format, tag.is_some()),
+    );
+    if let Some(tag) = tag {
+        // Replaces the template's placeholder in place.
+        r.headers_mut().insert(header::ETAG, tag.header());
+    }
+    r
+}
+
+/// Which headers a response with a body starts from.
+#[derive(Clone, Copy)]
+enum Headers {
+    Plain(Format),
+    /// With `Vary: Accept`, and (when true) an entity tag to replace.
+    Negotiated(Format, bool),
+}
+
+fn with_headers(status: StatusCode, body: Vec<u8>, method: &Method, headers: Headers) -> Response {
     let len = body.len();
     let mut r = if *method == Method::HEAD {
         Response::new(Vec::new().into())
@@ -287,21 +328,56 @@ fn bytes_response(status: StatusCode, format: Format, body: Vec<u8>, method: &Me
         Response::new(body.into())
     };
     *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
+    *r.headers_mut() = template_headers(headers);
     if *method == Method::HEAD {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    if format == Format::Csv {
-        h.insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_static("attachment; filename=\"data.csv\""),
-        );
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     r
+}
+
+/// A copy of the headers `headers` names: content type (and, for CSV, a download name), the
+/// security headers, and for negotiated bodies `Vary: Accept` and perhaps an `ETag`
+/// placeholder. Copied from maps built once: a copy costs less than inserting each header,
+/// and it holds every header of the response, so none grows the map.
+fn template_headers(headers: Headers) -> HeaderMap {
+    fn build(format: Format, vary: bool, tag: bool) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(8);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        if format == Format::Csv {
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"data.csv\""),
+            );
+        }
+        if vary {
+            h.insert(header::VARY, HeaderValue::from_static("Accept"));
+        }
+        if tag {
+            h.insert(header::ETAG, HeaderValue::from_static("\"0\""));
+        }
+        super::add_security_headers(&mut h);
+        h
+    }
+    // [format][plain, negotiated, negotiated with a tag]
+    static TEMPLATES: std::sync::LazyLock<[[HeaderMap; 3]; 4]> = std::sync::LazyLock::new(|| {
+        Format::ALL.map(|f| {
+            [
+                build(f, false, false),
+                build(f, true, false),
+                build(f, true, true),
+            ]
+        })
+    });
+    let (format, kind) = match headers {
+        Headers::Plain(f) => (f, 0),
+        Headers::Negotiated(f, tag) => (f, 1 + usize::from(tag)),
+    };
+    let at = Format::ALL.iter().position(|f| *f == format).unwrap_or(0);
+    TEMPLATES[at][kind].clone()
 }
 
 pub(crate) fn empty(status: StatusCode) -> Response {
@@ -338,9 +414,8 @@ impl ETag {
         }
     }
 
-    fn as_str(&self) -> &str {
-        // Only quotes and ASCII hex digits were written.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("\"0\"")
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 
     fn header(&self) -> HeaderValue {
@@ -348,11 +423,11 @@ impl ETag {
     }
 }
 
-fn not_modified(req: &Request, tag: &str) -> bool {
+fn not_modified(req: &Request, tag: &[u8]) -> bool {
     header_str(req, header::IF_NONE_MATCH).is_some_and(|v| {
-        v.split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == tag || t.strip_prefix("W/") == Some(tag))
+        v.split(',').map(str::trim).any(|t| {
+            t == "*" || t.as_bytes() == tag || t.strip_prefix("W/").map(str::as_bytes) == Some(tag)
+        })
     })
 }
 
@@ -450,16 +525,18 @@ fn get_record(
         ));
     }
     let db = &state.db;
-    let key = key_value(def, id).map(|v| json_atom(&v));
-    let found = match &key {
-        Ok(k) => db.get_latest(def, k.clone())?,
-        Err(_) => None,
+    // An id that is no key of this table may still be `<id>.<property>` or `<id>.<format>`.
+    let (found, bad_key) = match key_atom(def, id) {
+        Ok(k) => (db.get_latest(def, k)?, None),
+        Err(e) => (None, Some(e)),
     };
     let (row, path) = match found {
         Some(row) => (row, RecordPath::Whole),
         None => {
             let Some(path) = split_suffix(def, id) else {
-                key?;
+                if let Some(e) = bad_key {
+                    return Err(e);
+                }
                 return Err(ApiError::not_found(format!(
                     "{} {id} does not exist",
                     def.name
@@ -469,8 +546,7 @@ fn get_record(
                 RecordPath::Property(b, _) | RecordPath::Formatted(b, _) => b.clone(),
                 RecordPath::Whole => id.to_owned(),
             };
-            let k = json_atom(&key_value(def, &base)?);
-            match db.get_latest(def, k)? {
+            match db.get_latest(def, key_atom(def, &base)?)? {
                 Some(row) => (row, path),
                 None => {
                     return Err(ApiError::not_found(format!(
@@ -493,7 +569,7 @@ fn get_record(
         .into());
     }
     let tag = ETag::new(row.version());
-    if not_modified(req, tag.as_str()) {
+    if not_modified(req, tag.as_bytes()) {
         return Ok(empty(StatusCode::NOT_MODIFIED));
     }
     let body = match (&path, &query.select) {
@@ -524,11 +600,7 @@ fn get_record(
             }
         }
     };
-    let mut r = bytes_response(StatusCode::OK, format, body, &req.method);
-    let h = r.headers_mut();
-    h.insert(header::ETAG, tag.header());
-    h.insert(header::VARY, HeaderValue::from_static("Accept"));
-    Ok(r)
+    Ok(negotiated_response(format, body, &req.method, Some(&tag)))
 }
 
 pub(crate) fn json_atom(v: &Value) -> Atom {
@@ -589,12 +661,7 @@ async fn get_collection(
     }
     check_sort_cost(state, def, &query)?;
     if req.method == Method::HEAD {
-        return Ok(bytes_response(
-            StatusCode::OK,
-            format,
-            Vec::new(),
-            &req.method,
-        ));
+        return Ok(negotiated_response(format, Vec::new(), &req.method, None));
     }
     // With `max_rows`, a query that may return more is run buffered with one row over the
     // cap, and refused when that row shows up (before anything is sent).
@@ -616,10 +683,7 @@ async fn get_collection(
     if query::budgetable(&query)
         && let Some(body) = small_collection(state, def, &query, format, watch.clone())?
     {
-        let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
-        r.headers_mut()
-            .insert(header::VARY, HeaderValue::from_static("Accept"));
-        return Ok(r);
+        return Ok(negotiated_response(format, body, &Method::GET, None));
     }
     if query
         .limit
@@ -689,18 +753,7 @@ async fn get_collection(
     };
     let mut r = warp::reply::Reply::into_response(warp::reply::stream(body));
     *r.status_mut() = StatusCode::OK;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    h.insert(header::VARY, HeaderValue::from_static("Accept"));
-    if format == Format::Csv {
-        h.insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_static("attachment; filename=\"data.csv\""),
-        );
-    }
+    *r.headers_mut() = template_headers(Headers::Negotiated(format, false));
     Ok(r)
 }
 
@@ -770,10 +823,7 @@ async fn buffered_collection(
         return Err(e);
     }
     let body = body?.unwrap_or_default();
-    let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
-    r.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
-    Ok(r)
+    Ok(negotiated_response(format, body, &Method::GET, None))
 }
 
 /// A query on a table the caller reads only its own records of: the matches it owns, with
@@ -836,10 +886,7 @@ async fn owned_collection(
         return Err(e);
     }
     let body = body?;
-    let mut r = bytes_response(StatusCode::OK, format, body, &Method::GET);
-    r.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
-    Ok(r)
+    Ok(negotiated_response(format, body, &Method::GET, None))
 }
 
 /// The whole answer as one body; `None` when it needs more than `budget` reads.
@@ -1163,8 +1210,8 @@ mod tests {
     fn etags_are_quoted_lowercase_hex() {
         for v in [0u64, 1, 0xf, 0x10, 0x6610b8518f89a, u64::MAX] {
             let tag = ETag::new(v);
-            assert_eq!(tag.as_str(), format!("\"{v:x}\""));
-            assert_eq!(tag.header().to_str().ok(), Some(tag.as_str()));
+            assert_eq!(tag.as_bytes(), format!("\"{v:x}\"").as_bytes());
+            assert_eq!(tag.header().as_bytes(), tag.as_bytes());
         }
     }
 }
