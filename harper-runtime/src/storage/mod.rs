@@ -239,6 +239,7 @@ impl DatabaseBuilder {
                     log: log_window,
                 }),
                 commit_lock: Mutex::new(()),
+                batch_gate: RwLock::new(()),
                 committed_seq: AtomicU64::new(last_seq),
                 record_clock: record_cache::Clock::new(self.record_cache_bytes, last_seq),
                 oldest_seq: AtomicU64::new(log_window.oldest),
@@ -286,6 +287,13 @@ pub(crate) struct Inner {
     /// Held while a commit's batch is applied and its sequence number published (briefly):
     /// a snapshot taken under it pairs with an exact sequence number.
     pub(crate) commit_lock: Mutex<()>,
+    /// Written while a commit's batch is applied, read while a snapshot is taken: a
+    /// snapshot never holds part of a batch. fjall publishes a batch's sequence number only
+    /// once all of it is applied, but a memtable rotation or flush on another thread also
+    /// moves the visible sequence number forward (lsm-tree 3.1.10,
+    /// `upgrade_version_with_seqno`), past a batch still being applied; a snapshot taken
+    /// then sees some of its writes and not others.
+    pub(crate) batch_gate: RwLock<()>,
     /// The sequence number of the last committed transaction.
     committed_seq: AtomicU64,
     /// Shared by the tables' record caches ([`record_cache`]).
@@ -838,6 +846,7 @@ impl Inner {
     /// A snapshot of everything committed, with the last commit published before it was
     /// taken (it holds that one and every earlier one).
     pub(crate) fn snapshot_source(&self) -> source::SnapshotSource {
+        let _no_batch = self.batch_gate.read().unwrap_or_else(|p| p.into_inner());
         let floor = self.committed_seq.load(Ordering::Acquire);
         source::SnapshotSource {
             snapshot: self.fjall.snapshot(),

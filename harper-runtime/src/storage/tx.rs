@@ -748,7 +748,14 @@ impl<'db> WriteTx<'db> {
             None,
         )?;
         let committing = self.inner.lock_commit();
-        batch.commit()?;
+        {
+            let _applying = self
+                .inner
+                .batch_gate
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            batch.commit()?;
+        }
         self._writer.next_seq = seq + 1;
         self._writer.log = log;
         let commit = Arc::new(Commit {
