@@ -289,7 +289,7 @@ pub(crate) struct Inner {
     pub(crate) commit_lock: Mutex<()>,
     /// Written while a commit's batch is applied, read while a snapshot is taken: a
     /// snapshot never holds part of a batch. fjall publishes a batch's sequence number only
-    /// once all of it is applied, but a memtable rotation or flush on another thread also
+    /// once all of it is applied, but a flush or compaction finishing on another thread also
     /// moves the visible sequence number forward (lsm-tree 3.1.10,
     /// `upgrade_version_with_seqno`), past a batch still being applied; a snapshot taken
     /// then sees some of its writes and not others.
