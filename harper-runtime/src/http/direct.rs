@@ -71,7 +71,7 @@ impl DirectReads {
         {
             cors.decorate(origin, r.headers_mut());
         }
-        // Responses with a body come with them (`rest::body_headers`): one lookup, not three.
+        // Responses with a body come with them (`rest::template_headers`): one lookup, not three.
         if !r.headers().contains_key(header::X_CONTENT_TYPE_OPTIONS) {
             super::add_security_headers(r.headers_mut());
         }
