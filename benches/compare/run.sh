@@ -6,6 +6,8 @@
 #
 # Usage: benches/compare/run.sh
 #   env: WRK_DURATION=10s WRK_CONNS=32 N_PRODUCTS=1000 STARTUP_RUNS=5
+#        ROUNDS=3 (each throughput row runs once per round, ours next to the other side;
+#        the tables give the median round and the median of the per-round ratios)
 #        FANOUT_SECONDS=5 FANOUT_SUBS=1000 FANOUT_RATE=200 (the fan-out row; FANOUT=0 skips it)
 #        HARPER=0 skips the real Harper, CEILING=0 skips the ceilings,
 #        PEER_DIR=/tmp/harper-peer-compare (persistent copy of ../shared/harper-peer; npm runs once;
@@ -17,7 +19,7 @@ HERE="$ROOT/benches/compare"
 PEER_SRC="${PEER_SRC:-$ROOT/../shared/harper-peer}"
 PEER="${PEER_DIR:-/tmp/harper-peer-compare}"
 D="${WRK_DURATION:-10s}"; C="${WRK_CONNS:-32}"; N="${N_PRODUCTS:-1000}"
-STARTUP_RUNS="${STARTUP_RUNS:-5}"
+STARTUP_RUNS="${STARTUP_RUNS:-5}"; ROUNDS="${ROUNDS:-3}"
 OURS_PORT="${OURS_PORT:-9976}"; HARPER_PORT="${HARPER_PORT:-9986}"; CEIL_PORT="${CEIL_PORT:-9996}"
 export HARPER_HTTP_PORT="$HARPER_PORT" HARPER_OPS_PORT="${HARPER_OPS_PORT:-9985}" HARPER_MQTT_PORT="${HARPER_MQTT_PORT:-1983}"
 # Our storefront creates its admin from HARPER_ADMIN (once security lands; ignored before).
@@ -145,12 +147,14 @@ CASES=(
   "mix|/|/|$HERE/mix.lua"
 )
 export MIX_PRODUCTS="$N"
-for c in "${CASES[@]}"; do
-  IFS='|' read -r key ours harper script <<<"$c"
-  # Reads go out anonymous, as a shopper's do; rows that write carry the admin's credentials.
-  creds=(); [[ -n "$script" ]] && creds=(-H "$AUTH")
-  MIX_TARGET=ours run_wrk "${key}_ours" "$OURS_URL$ours" "$script" "$OURS_PID" "${creds[@]}"
-  if [[ $HAVE_HARPER == 1 ]]; then MIX_TARGET=harper run_wrk "${key}_harper" "$HARPER_URL$harper" "$script" "$HARPER_PID"; fi
+for round in $(seq "$ROUNDS"); do
+  for c in "${CASES[@]}"; do
+    IFS='|' read -r key ours harper script <<<"$c"
+    # Reads go out anonymous, as a shopper's do; rows that write carry the admin's credentials.
+    creds=(); [[ -n "$script" ]] && creds=(-H "$AUTH")
+    MIX_TARGET=ours run_wrk "${key}_ours_r$round" "$OURS_URL$ours" "$script" "$OURS_PID" "${creds[@]}"
+    if [[ $HAVE_HARPER == 1 ]]; then MIX_TARGET=harper run_wrk "${key}_harper_r$round" "$HARPER_URL$harper" "$script" "$HARPER_PID"; fi
+  done
 done
 sleep 3
 put rss_after_ours "$(rss "$OURS_PID")"
@@ -191,14 +195,16 @@ if [[ "${CEILING:-1}" != 0 ]]; then
   }
   log "ceiling servers"
   # Ours again beside each ceiling (the machine is shared: adjacent runs compare best).
-  ceil bare ceil_bare /Product/prod-00001 ""
-  run_wrk get_ours_c "$OURS_URL/Product/prod-00001" "" "$OURS_PID"
-  ceil get ceil_get /Product/prod-00001 ""
-  run_wrk cat_ours_c "$OURS_URL/Product/?categoryId=electronics&inStock=true&limit=20" "" "$OURS_PID"
-  ceil query ceil_cat "/Product/?categoryId=electronics&inStock=true&limit=20" ""
-  ceil durable ceil_durable /CartItem/ "$ROOT/benches/rest/post-cartitem.lua"
-  # Our engine with every commit fdatasync'ed (the storefront binary has no durability option).
-  ceil sync-app ours_sync_post /CartItem/ "$ROOT/benches/rest/post-cartitem.lua"
+  for round in $(seq "$ROUNDS"); do
+    ceil bare "ceil_bare_r$round" /Product/prod-00001 ""
+    run_wrk "get_ours_c_r$round" "$OURS_URL/Product/prod-00001" "" "$OURS_PID"
+    ceil get "ceil_get_r$round" /Product/prod-00001 ""
+    run_wrk "cat_ours_c_r$round" "$OURS_URL/Product/?categoryId=electronics&inStock=true&limit=20" "" "$OURS_PID"
+    ceil query "ceil_cat_r$round" "/Product/?categoryId=electronics&inStock=true&limit=20" ""
+    ceil durable "ceil_durable_r$round" /CartItem/ "$ROOT/benches/rest/post-cartitem.lua"
+    # Our engine with every commit fdatasync'ed (the storefront binary has no durability option).
+    ceil sync-app "ours_sync_post_r$round" /CartItem/ "$ROOT/benches/rest/post-cartitem.lua"
+  done
 fi
 
 
@@ -245,12 +251,13 @@ if [[ $HAVE_HARPER == 1 ]]; then
   (cd "$PEER" && ./stop.sh >/dev/null 2>&1) || true
 fi
 
-printf '\n# %s, nproc=%s, load average %s, wrk -t1 -c%s -d%s (after a warm-up run), %s products; ours = storefront (release), Harper = harperdb 4.7.29 (%s threads)\n\n' \
-  "$(date -u +%FT%TZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$C" "$D" "$N" "${HARPER_THREADS:-default}"
-python3 - "$R" "$HAVE_HARPER" <<'EOF'
-import math, sys
+printf '\n# %s, nproc=%s, load average %s, wrk -t1 -c%s -d%s (after a warm-up run), %s rounds, %s products; ours = storefront (release), Harper = harperdb 4.7.29 (%s threads)\n\n' \
+  "$(date -u +%FT%TZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$C" "$D" "$ROUNDS" "$N" "${HARPER_THREADS:-default}"
+python3 - "$R" "$HAVE_HARPER" "$ROUNDS" <<'EOF'
+import math, statistics, sys
 r = dict(l.rstrip("\n").split("=", 1) for l in open(sys.argv[1]) if "=" in l)
 have_harper = sys.argv[2] == "1"
+rounds = int(sys.argv[3])
 def num(k):
     try: return float(r[k])
     except (KeyError, ValueError): return math.nan
@@ -267,8 +274,33 @@ def failing(k):
     """Why a throughput run does not count: more than 10% of its answers were errors."""
     n, bad = num(k + "_n"), num(k + "_bad")
     return f"n/a: {bad / n:.0%} non-2xx" if n > 0 and bad / n > 0.1 else None
+def runs(k):
+    """The per-round keys of a throughput row."""
+    return [f"{k}_r{i}" for i in range(1, rounds + 1)]
+def median_run(k):
+    """The round with the median req/s (the lower middle one for an even count)."""
+    done = sorted((v, rk) for rk in runs(k) if not math.isnan(v := num(rk + "_rps")))
+    return done[(len(done) - 1) // 2][1] if done else runs(k)[0]
+def show(k):
+    return rps(median_run(k)) + (f", median of {rounds}" if rounds > 1 else "")
+def ratios(a, b):
+    """Ours/theirs per round (each pair ran next to each other); rounds with too many errors
+    are left out. Returns (ratios, why none counted)."""
+    out, why = [], None
+    for ra, rb in zip(runs(a), runs(b)):
+        bad = failing(ra) or failing(rb)
+        x, y = num(ra + "_rps"), num(rb + "_rps")
+        if bad or math.isnan(x) or math.isnan(y) or y == 0:
+            why = why or bad
+        else:
+            out.append(x / y)
+    return out, why
 def wratio(a, b):
-    return failing(a) or failing(b) or ratio(num(a + "_rps"), num(b + "_rps"))
+    """The median of the per-round ratios, then each round's."""
+    rs, why = ratios(a, b)
+    if not rs: return why or "-"
+    each = f" ({', '.join(f'{x:.2f}' for x in rs)})" if len(rs) > 1 else ""
+    return f"{statistics.median(rs):.2f}x{each}"
 
 rows = [
     ("1. GET by id `/Product/prod-00001`", "get"),
@@ -281,7 +313,7 @@ rows = [
 print("| measure | ours | Harper | ours/Harper |")
 print("|---|---|---|---|")
 for name, k in rows:
-    print(f"| {name} | {rps(k + '_ours')} | {rps(k + '_harper')} | {wratio(k + '_ours', k + '_harper')} (higher: ours faster) |")
+    print(f"| {name} | {show(k + '_ours')} | {show(k + '_harper')} | {wratio(k + '_ours', k + '_harper')} (higher: ours faster) |")
 for label, k in (("idle after load", "rss_idle"), ("after the load runs", "rss_after")):
     o, h = num(k + "_ours"), num(k + "_harper")
     mib = lambda v: "-" if math.isnan(v) else f"{v / 1024:,.1f} MiB"
@@ -301,11 +333,10 @@ print()
 print("| ours vs ceiling | ours | ceiling | ours/ceiling | target |")
 print("|---|---|---|---|---|")
 def crow(name, ours, ceil, target):
-    a, b = num(ours + "_rps"), num(ceil + "_rps")
-    bad = failing(ours) or failing(ceil)
-    met = "" if target is None or bad or math.isnan(a) or math.isnan(b) else (" met" if a / b >= target else " MISSED")
+    rs, _ = ratios(ours, ceil)
+    met = "" if target is None or not rs else (" met" if statistics.median(rs) >= target else " MISSED")
     t = "-" if target is None else f">= {target}x{met}"
-    print(f"| {name} | {rps(ours)} | {rps(ceil)} | {wratio(ours, ceil)} | {t} |")
+    print(f"| {name} | {show(ours)} | {show(ceil)} | {wratio(ours, ceil)} | {t} |")
 crow("GET by id vs (a) bare warp, fixed bytes", "get_ours_c", "ceil_bare", 0.85)
 crow("GET by id vs (b) warp + fjall get", "get_ours_c", "ceil_get", None)
 crow("categoryId query vs (c) warp + fjall index scan, spliced bytes", "cat_ours_c", "ceil_cat", 0.75)
