@@ -17,6 +17,7 @@ use std::ops::Bound;
 
 use fjall::Slice;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 use super::model::{Condition, Filter, Op, Operand, Query, Select, SelectItem, SelectShape, Sort};
 use crate::error::{Error, Result};
@@ -1195,7 +1196,7 @@ fn sort_atom(rec: &mut Record, field: usize, descending: bool) -> Atom {
 
 struct Row {
     stored: StoredRecord,
-    sort_keys: Vec<Atom>,
+    sort_keys: SmallVec<[Atom; 1]>,
 }
 
 fn cmp_rows(a: &Row, b: &Row, keys: &[(usize, bool)]) -> std::cmp::Ordering {
@@ -1476,9 +1477,9 @@ pub(crate) fn run_bounded<R: Reader>(
     let field_keys = FieldKeys::new(def, &needed);
     for_each_row(src, &store, &access, within.as_mut(), |k, bytes| {
         let stored = StoredRecord::from_stored(k, bytes)?;
-        let sort_keys: Vec<Atom> = if matches!(residual, CFilter::True) && sorted_output {
+        let sort_keys: SmallVec<[Atom; 1]> = if matches!(residual, CFilter::True) && sorted_output {
             // Nothing to check and nothing to sort: the record is not even parsed.
-            Vec::new()
+            SmallVec::new()
         } else {
             scratch.refill_from(stored.json(), &field_keys)?;
             if !eval(&residual, &scratch) {
