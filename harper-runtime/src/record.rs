@@ -128,6 +128,39 @@ impl Record {
         self.refill_stored_fields(json, &keys.wanted)
     }
 
+    /// [`Record::refill_from`], except that `span_field`, when `json` holds it as a string
+    /// without escapes, is not decoded: its slot stays empty and the span of the string's
+    /// bytes (between the quotes) in `json` is returned instead. `None` when the value is
+    /// anything else (absent, null, escaped, not a string): then its slot holds it as usual.
+    pub(crate) fn refill_with_span(
+        &mut self,
+        json: &[u8],
+        keys: &FieldKeys,
+        span_field: usize,
+    ) -> Result<Option<(usize, usize)>> {
+        if let Some(finders) = &keys.finders {
+            self.slots.iter_mut().for_each(|s| *s = None);
+            let mut span = None;
+            let slots = &mut self.slots;
+            let found = fast_fields::find_raw(json, finders, |i, start, end| {
+                if i == span_field
+                    && let [b'"', inner @ .., b'"'] = &json[start..end]
+                    && !inner.contains(&b'\\')
+                {
+                    span = Some((start + 1, end - 1));
+                    return Some(());
+                }
+                *slots.get_mut(i)? = Some(fast_fields::value_of(&json[start..end])?);
+                Some(())
+            });
+            if found.is_some() {
+                return Ok(span);
+            }
+        }
+        self.refill_stored_fields(json, &keys.wanted)?;
+        Ok(None)
+    }
+
     pub fn def(&self) -> &'static TableDef {
         self.def
     }
@@ -575,7 +608,7 @@ mod fast_fields {
     }
 
     /// A value's JSON bytes as a value (scalars without serde).
-    fn value_of(raw: &[u8]) -> Option<Value> {
+    pub(super) fn value_of(raw: &[u8]) -> Option<Value> {
         Some(match raw {
             b"true" => Value::Bool(true),
             b"false" => Value::Bool(false),

@@ -1196,12 +1196,45 @@ fn sort_atom(rec: &mut Record, field: usize, descending: bool) -> Atom {
 
 struct Row {
     stored: StoredRecord,
+    /// The sort keys, except a first key held as `span`.
     sort_keys: SmallVec<[Atom; 1]>,
+    /// The first sort key when it is a string stored without escapes: its bytes' span in
+    /// the stored JSON (compared in place, never copied out).
+    span: Option<(u32, u32)>,
+}
+
+impl Row {
+    fn span_bytes(&self) -> Option<&[u8]> {
+        let (start, end) = self.span?;
+        self.stored.json().get(start as usize..end as usize)
+    }
+}
+
+/// The first sort keys of two rows, each a stored string's bytes or an atom, in atom order
+/// (strings compare by their bytes, as [`Atom::cmp_value`] compares `Atom::Str`).
+fn cmp_first_keys(a: &Row, b: &Row) -> std::cmp::Ordering {
+    const NULL: &Atom = &Atom::Null;
+    let str_vs_atom = |s: &[u8], atom: &Atom| match atom {
+        Atom::Str(t) => s.cmp(t.as_bytes()),
+        // Across kinds only the kind decides; an empty string stands for any string.
+        other => Atom::Str(String::new()).cmp_value(other),
+    };
+    let (ka, kb) = (a.sort_keys.first(), b.sort_keys.first());
+    match (a.span_bytes(), b.span_bytes()) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(x), None) => str_vs_atom(x, kb.unwrap_or(NULL)),
+        (None, Some(y)) => str_vs_atom(y, ka.unwrap_or(NULL)).reverse(),
+        (None, None) => ka.unwrap_or(NULL).cmp_value(kb.unwrap_or(NULL)),
+    }
 }
 
 fn cmp_rows(a: &Row, b: &Row, keys: &[(usize, bool)]) -> std::cmp::Ordering {
     for (i, (_, desc)) in keys.iter().enumerate() {
-        let o = a.sort_keys[i].cmp_value(&b.sort_keys[i]);
+        let o = if i == 0 {
+            cmp_first_keys(a, b)
+        } else {
+            a.sort_keys[i].cmp_value(&b.sort_keys[i])
+        };
         let o = if *desc { o.reverse() } else { o };
         if o.is_ne() {
             return o;
@@ -1452,6 +1485,7 @@ pub(crate) fn run_bounded<R: Reader>(
     // Only the attributes the residual filter and the sort read are decoded from each record.
     let mut needed = vec![false; def.fields.len()];
     mark_fields(&residual, &mut needed);
+    let filter_reads = needed.clone();
     for &(f, _) in &sort {
         needed[f] = true;
     }
@@ -1462,6 +1496,14 @@ pub(crate) fn run_bounded<R: Reader>(
         if sort.first().is_some_and(|s| s.0 == cand.field) && !def.fields[cand.field].ty.list);
     // Ties are broken by ascending primary key, which only an ascending scan yields as is.
     let sorted_output = !needs_sort || (ordered_by_first_key && sort.len() == 1 && !sort[0].1);
+    // One sort key, on a field the filter does not read, for rows sorted in memory: a
+    // string value is kept as its span in the stored bytes, not decoded into an atom.
+    let span_sort = match sort.as_slice() {
+        [(f, _)] if !sorted_output && !ordered_by_first_key && !def.fields[*f].ty.list => {
+            (!filter_reads[*f]).then_some(*f)
+        }
+        _ => None,
+    };
     let mut rows: Vec<Row> = Vec::new();
     let stop_at = Cell::new(None::<usize>);
     let (mut skipped, mut emitted) = (0usize, 0usize);
@@ -1477,17 +1519,33 @@ pub(crate) fn run_bounded<R: Reader>(
     let field_keys = FieldKeys::new(def, &needed);
     for_each_row(src, &store, &access, within.as_mut(), |k, bytes| {
         let stored = StoredRecord::from_stored(k, bytes)?;
+        let mut span = None;
         let sort_keys: SmallVec<[Atom; 1]> = if matches!(residual, CFilter::True) && sorted_output {
             // Nothing to check and nothing to sort: the record is not even parsed.
             SmallVec::new()
         } else {
-            scratch.refill_from(stored.json(), &field_keys)?;
+            match span_sort {
+                Some(f) => {
+                    let taken = scratch.refill_with_span(stored.json(), &field_keys, f)?;
+                    span = taken
+                        .and_then(|(s, e)| Some((u32::try_from(s).ok()?, u32::try_from(e).ok()?)));
+                    if taken.is_some() && span.is_none() {
+                        // Past 4 GiB (never, in practice): decoded like any other value.
+                        scratch.refill_from(stored.json(), &field_keys)?;
+                    }
+                }
+                None => scratch.refill_from(stored.json(), &field_keys)?,
+            }
             if !eval(&residual, &scratch) {
                 return Ok(true);
             }
-            sort.iter()
-                .map(|&(f, d)| sort_atom(&mut scratch, f, d))
-                .collect()
+            if span.is_some() {
+                SmallVec::new()
+            } else {
+                sort.iter()
+                    .map(|&(f, d)| sort_atom(&mut scratch, f, d))
+                    .collect()
+            }
         };
         if sorted_output {
             // Already in order: stream it (after the offset), stop at the limit.
@@ -1513,7 +1571,11 @@ pub(crate) fn run_bounded<R: Reader>(
                 stop_at.set(Some(w));
             }
         }
-        rows.push(Row { stored, sort_keys });
+        rows.push(Row {
+            stored,
+            sort_keys,
+            span,
+        });
         Ok(true)
     })?;
     if let Some(Within {
