@@ -119,13 +119,7 @@ impl Record {
     /// [`Record::refill_stored_fields`] for the attributes `keys` names: found by their key
     /// bytes when the record allows it (see [`FieldKeys`]), else by the walk.
     pub(crate) fn refill_from(&mut self, json: &[u8], keys: &FieldKeys) -> Result<()> {
-        if let Some(finders) = &keys.finders {
-            self.slots.iter_mut().for_each(|s| *s = None);
-            if fast_fields::find(json, finders, &mut self.slots).is_some() {
-                return Ok(());
-            }
-        }
-        self.refill_stored_fields(json, &keys.wanted)
+        self.refill(json, keys, None).map(drop)
     }
 
     /// [`Record::refill_from`], except that `span_field`, when `json` holds it as a string
@@ -138,12 +132,21 @@ impl Record {
         keys: &FieldKeys,
         span_field: usize,
     ) -> Result<Option<(usize, usize)>> {
+        self.refill(json, keys, Some(span_field))
+    }
+
+    fn refill(
+        &mut self,
+        json: &[u8],
+        keys: &FieldKeys,
+        span_field: Option<usize>,
+    ) -> Result<Option<(usize, usize)>> {
         if let Some(finders) = &keys.finders {
             self.slots.iter_mut().for_each(|s| *s = None);
             let mut span = None;
             let slots = &mut self.slots;
             let found = fast_fields::find_raw(json, finders, |i, start, end| {
-                if i == span_field
+                if span_field == Some(i)
                     && let [b'"', inner @ .., b'"'] = &json[start..end]
                     && !inner.contains(&b'\\')
                 {
@@ -558,25 +561,13 @@ mod fast_fields {
         }
     }
 
-    /// Reads the wanted attributes by searching for their keys (`finders`: field index and
-    /// a searcher for `"name":`). Only for a record with no `{` past its first byte (not even
-    /// inside a string): with no nested object, a string followed by a colon is a top-level
-    /// key, and no string holds a key's bytes since every quote inside one is escaped. So a
-    /// key found nowhere is an absent attribute (its slot stays empty). `None` (the walk
-    /// decides) for any other record.
-    pub(super) fn find(
-        json: &[u8],
-        finders: &[(usize, memchr::memmem::Finder<'static>)],
-        slots: &mut [Option<Value>],
-    ) -> Option<()> {
-        find_raw(json, finders, |i, start, end| {
-            *slots.get_mut(i)? = Some(value_of(&json[start..end])?);
-            Some(())
-        })
-    }
-
-    /// [`find`]'s search, handing each attribute it finds to `f` as its field index and
-    /// the span of its value's bytes in `json`.
+    /// Finds the wanted attributes by searching for their keys (`finders`: field index and
+    /// a searcher for `"name":`), handing each one found to `f` as its field index and the
+    /// span of its value's bytes in `json`. Only for a record with no `{` past its first
+    /// byte (not even inside a string): with no nested object, a string followed by a colon
+    /// is a top-level key, and no string holds a key's bytes since every quote inside one is
+    /// escaped. So a key found nowhere is an absent attribute (`f` is not called for it).
+    /// `None` (the walk decides) for any other record.
     pub(super) fn find_raw(
         json: &[u8],
         finders: &[(usize, memchr::memmem::Finder<'static>)],

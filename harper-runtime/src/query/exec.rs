@@ -1485,7 +1485,7 @@ pub(crate) fn run_bounded<R: Reader>(
     // Only the attributes the residual filter and the sort read are decoded from each record.
     let mut needed = vec![false; def.fields.len()];
     mark_fields(&residual, &mut needed);
-    let filter_reads = needed.clone();
+    let filter_reads_sort_key = sort.first().is_some_and(|&(f, _)| needed[f]);
     for &(f, _) in &sort {
         needed[f] = true;
     }
@@ -1499,8 +1499,13 @@ pub(crate) fn run_bounded<R: Reader>(
     // One sort key, on a field the filter does not read, for rows sorted in memory: a
     // string value is kept as its span in the stored bytes, not decoded into an atom.
     let span_sort = match sort.as_slice() {
-        [(f, _)] if !sorted_output && !ordered_by_first_key && !def.fields[*f].ty.list => {
-            (!filter_reads[*f]).then_some(*f)
+        [(f, _)]
+            if !sorted_output
+                && !ordered_by_first_key
+                && !filter_reads_sort_key
+                && !def.fields[*f].ty.list =>
+        {
+            Some(*f)
         }
         _ => None,
     };
