@@ -126,6 +126,8 @@ impl Record {
     /// without escapes, is not decoded: its slot stays empty and the span of the string's
     /// bytes (between the quotes) in `json` is returned instead. `None` when the value is
     /// anything else (absent, null, escaped, not a string): then its slot holds it as usual.
+    /// The span's bytes are not checked as UTF-8 here (decoding would check them): callers
+    /// compare them and answer with the stored bytes as they are.
     pub(crate) fn refill_with_span(
         &mut self,
         json: &[u8],
